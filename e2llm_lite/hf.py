@@ -44,6 +44,7 @@ __all__ = [
     "rotary_modules",
     "rope_scale",
     "current_scale",
+    "e2_context",
     "e2_forward",
     "check_position_ids",
     "fa2_safe_position_ids",
@@ -176,18 +177,25 @@ def _uses_flash(model: torch.nn.Module) -> bool:
     return "flash" in str(impl)
 
 
-def e2_forward(model: torch.nn.Module, input_ids: torch.Tensor, draw: Draw, **kwargs):
-    """One forward pass of Algorithm 1: RoPE positions ``(m + t)/g`` for the batch ``input_ids``.
+@contextlib.contextmanager
+def e2_context(model: torch.nn.Module, draw: Draw, input_ids: torch.Tensor) -> Iterator[dict]:
+    """Set up one step of Algorithm 1 and yield the forward kwargs (``position_ids``, ``attention_mask``).
+
+    Keep the backward pass *inside* the block: a model that recomputes rotary embeddings under
+    gradient checkpointing then sees the same scale in the recomputation::
+
+        with e2_context(model, draw, input_ids) as kw:
+            loss = model(input_ids=input_ids, labels=input_ids, **kw).loss
+            loss.backward()
 
     One g per batch (per-iteration draws, Eq. 6) scales ``inv_freq`` and passes integer ids
     ``m + t``; different g per row (per-sample draws) pass float positions ``(m + t)/g`` instead.
-    An all-ones attention mask is always passed. Extra ``kwargs`` (``labels`` …) go to the model.
     """
     bsz, seq = input_ids.shape
     pos = draw.position_ids
     if pos.shape[0] == 1 and bsz > 1:
         pos = pos.expand(bsz, -1)
-    if pos.shape != (bsz, seq):
+    if tuple(pos.shape) != (bsz, seq):
         raise ValueError(
             f"draw has position ids of shape {tuple(pos.shape)} but input_ids has shape {(bsz, seq)}; "
             f"draw with batch_size={bsz} and seq_len={seq}"
@@ -196,14 +204,22 @@ def e2_forward(model: torch.nn.Module, input_ids: torch.Tensor, draw: Draw, **kw
     if _uses_flash(model):
         pos = fa2_safe_position_ids(pos)
     pos = pos.to(input_ids.device)
-    kwargs.setdefault("attention_mask", torch.ones_like(input_ids))
+    mask = torch.ones_like(input_ids)
     g = draw.uniform_scale
     if g is not None:
         with rope_scale(model, g):
-            return model(input_ids=input_ids, position_ids=pos, **kwargs)
-    scale = draw.scale.to(device=input_ids.device, dtype=torch.float32)[:, None]
+            yield {"position_ids": pos, "attention_mask": mask}
+        return
     rotary_modules(model)  # same validation as the uniform path
-    return model(input_ids=input_ids, position_ids=pos.to(torch.float32) / scale, **kwargs)
+    scale = draw.scale.to(device=input_ids.device, dtype=torch.float32)[:, None]
+    yield {"position_ids": pos.to(torch.float32) / scale, "attention_mask": mask}
+
+
+def e2_forward(model: torch.nn.Module, input_ids: torch.Tensor, draw: Draw, **kwargs):
+    """One forward pass of Algorithm 1 (see :func:`e2_context`); extra ``kwargs`` (``labels`` …) go to the model."""
+    with e2_context(model, draw, input_ids) as kw:
+        kw["attention_mask"] = kwargs.pop("attention_mask", kw["attention_mask"])
+        return model(input_ids=input_ids, **kw, **kwargs)
 
 
 # --- inference and export ---------------------------------------------------------------------
