@@ -1,0 +1,223 @@
+r"""``e2llm-lite pretrain``: rebuild the miniature's shipped base model from scratch, deterministically.
+
+The CPU miniature needs what the paper starts from: a model pre-trained at a short window ``L`` that
+*uses* its window and breaks past it. Recipe (measured on this kind of machine, ``FACTS.md``):
+
+1. corpus: the standard library's ``.py`` files, train split (:mod:`e2llm_lite.data`);
+2. tokenizer: a byte-level BPE of 2,048 tokens trained locally — ~3 characters per token, so a
+   window of ``L = 256`` holds ~60 lines of code and a longer context helps prediction;
+3. model: a ``transformers`` Llama (4 layers, hidden 128, 4 heads, SwiGLU, RMSNorm, RoPE θ = 10⁴)
+   of ~1.4 M parameters, pre-trained on packed random windows of ``L`` tokens with plain RoPE
+   (scheme ``none``), AdamW, cosine learning rate; 2 of every 8 rows are passkey samples
+   (:mod:`e2llm_lite.retrieval`, "miniature" style) with extra cross-entropy on the answer, so the
+   base can retrieve inside its window — the starting point of Fig. 6;
+4. ship: tokenizer JSON, weights as bfloat16 safetensors (~2.8 MB) and config in
+   ``e2llm_lite/assets/``, plus ``pretrain.json`` (recipe, losses, wall time, Python version).
+
+Every random choice is seeded (model init, window order), so the same command on the same Python and
+torch versions rebuilds the same base; ``--resume`` is automatic from the run folder's checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .augment import AugmentConfig
+from .models import tiny_model
+from .train import TrainConfig, train
+
+__all__ = ["BaseSpec", "pretrain", "load_base", "save_base", "train_tokens", "add_arguments", "run"]
+
+
+@dataclass
+class BaseSpec:
+    """The miniature's base model and its pre-training recipe."""
+
+    vocab_size: int = 2048  # BPE tokens (FACTS: the lever that mattered most)
+    hidden_size: int = 128  # model width
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads (head dim 32 -> 16 RoPE frequencies)
+    intermediate_size: int = 384  # SwiGLU width
+    base_window: int = 256  # L: the pre-training window
+    rope_theta: float = 10000.0  # RoPE base (Eq. 1)
+    steps: int = 900  # optimizer steps
+    batch_size: int = 8  # sequences of L tokens per step
+    lr: float = 3e-3  # peak learning rate (tiny models take large ones)
+    warmup_steps: int = 50  # linear warm-up
+    weight_decay: float = 0.1  # AdamW
+    seed: int = 0  # model init, window order
+    bpe_chars: int = 8_000_000  # characters of train text the BPE is trained on
+    n_passkey: int = 2  # rows per batch that are passkey samples (retrieval learnt at L, Fig. 6)
+    passkey_weight: float = 1.0  # extra cross-entropy weight on the passkey answer tokens
+    filler_chars: int = 200_000  # haystack text for passkey samples (train split, digits removed)
+
+    def model(self):
+        return tiny_model(
+            "llama", seed=self.seed, vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+            num_layers=self.num_layers, num_heads=self.num_heads, intermediate_size=self.intermediate_size,
+            base_window=self.base_window, rope_theta=self.rope_theta,
+        )
+
+
+def train_tokens(tokenizer, corpus: "D.Corpus", cache: str | os.PathLike | None = None, max_chars: int | None = None) -> torch.Tensor:
+    """The packed token stream of ``corpus`` (documents joined by end-of-text), cached as safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    if cache is not None and Path(cache).is_file():
+        return load_file(str(cache))["tokens"]
+    docs, total = [], 0
+    for d in corpus.docs:
+        if max_chars is not None and total >= max_chars:
+            break
+        docs.append(d)
+        total += len(d)
+    parts = []
+    for ids in D.encode_docs(tokenizer, docs):
+        parts += [ids, torch.tensor([tokenizer.eos_id], dtype=torch.int64)]
+    stream = torch.cat(parts)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{cache}.tmp"
+        save_file({"tokens": stream}, tmp)
+        os.replace(tmp, cache)
+    return stream
+
+
+def passkey_mix(tok, corpus, stream, seq_len, batch_size, n_passkey, seed, filler_chars=200_000) -> "D.PasskeyMix":
+    """Packed LM windows of ``seq_len`` with ``n_passkey`` miniature passkey rows per batch."""
+    from .retrieval import passkey_batch
+
+    filler = D.filler_text(corpus, filler_chars)
+    windows = D.PackedWindows(stream, seq_len, batch_size, seed=seed)
+    sampler = lambda gen, n: passkey_batch(tok, filler, seq_len, n, gen, style="miniature")  # noqa: E731
+    return D.PasskeyMix(windows, sampler, n_passkey, seed=seed)
+
+
+def save_base(model, tokenizer, out: str | os.PathLike, meta: dict, dtype=torch.bfloat16) -> str:
+    """Write ``config.json``, ``model.safetensors`` (``dtype``), ``tokenizer.json``, ``pretrain.json`` atomically."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "config.json").write_text(model.config.to_json_string(), encoding="utf-8")
+    save_file({k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    tokenizer.save(tmp / "tokenizer.json")
+    (tmp / "pretrain.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+    return str(out)
+
+
+def load_base(path: str | os.PathLike | None = None):
+    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`save_base`."""
+    import transformers
+    from safetensors.torch import load_file
+
+    path = Path(path) if path is not None else D.ASSETS
+    if not (path / "model.safetensors").is_file():
+        raise ValueError(f"no base model in {path} (model.safetensors missing); run `e2llm-lite pretrain`")
+    cfg = transformers.AutoConfig.from_pretrained(str(path))
+    cfg._attn_implementation = "sdpa"
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    state = {k: v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
+    model.load_state_dict(state)
+    model.eval()
+    tok = D.BPETokenizer.from_file(path / "tokenizer.json")
+    meta = json.loads((path / "pretrain.json").read_text()) if (path / "pretrain.json").is_file() else {}
+    return model, tok, meta
+
+
+def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Pre-train the base per ``spec`` in ``run_dir`` (checkpoints, token cache); save it to ``out``."""
+    run_dir = Path(run_dir)
+    t0 = time.perf_counter()
+    # 1) corpus and tokenizer
+    corpus = D.load_corpus(split="train")
+    tok_path = run_dir / "tokenizer.json"
+    if tok_path.is_file():
+        tok = D.BPETokenizer.from_file(tok_path)
+    else:
+        tok = D.train_bpe(corpus.docs, spec.vocab_size, max_chars=spec.bpe_chars)
+        tok.save(tok_path)
+    t_tok = time.perf_counter()
+    stream = train_tokens(tok, corpus, cache=run_dir / "train_tokens.safetensors")
+    t_enc = time.perf_counter()
+    # 2) model and data
+    model = spec.model()
+    L = spec.base_window
+    data = passkey_mix(tok, corpus, stream, L, spec.batch_size, spec.n_passkey, spec.seed, spec.filler_chars)
+    cfg = TrainConfig(
+        steps=spec.steps, lr=spec.lr, warmup_steps=spec.warmup_steps, schedule="cosine",
+        weight_decay=spec.weight_decay, batch_size=spec.batch_size, seed=spec.seed, scheme="none",
+        augment=AugmentConfig(base_window=L, train_len=L, g_max=1), checkpoint_dir=str(run_dir / "ckpt"),
+        checkpoint_every=100, log_every=10,
+    )
+    # 3) train
+    res = train(model, data, cfg, progress=progress, extra_loss=data.answer_loss(spec.passkey_weight))
+    t_end = time.perf_counter()
+    hist = res.history
+    meta = {
+        "spec": asdict(spec),
+        "params": sum(p.numel() for p in model.parameters()),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "train_tokens": int(len(stream)),
+        "corpus": corpus.meta,
+        "tokenizer_chars_per_token": round(corpus.n_chars / max(1, len(stream)), 3),
+        "loss_first": hist[0]["loss"] if hist else None,
+        "loss_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
+        "loss_curve": [[h["step"], round(h["loss"], 4)] for h in hist[:: max(1, len(hist) // 60)]],
+        "wall_s": {
+            "tokenizer": round(t_tok - t0, 1),
+            "encode": round(t_enc - t_tok, 1),
+            "train_this_call": round(t_end - t_enc, 1),
+            "total_this_call": round(t_end - t0, 1),
+        },
+        "resumed_from": res.resumed_from,
+        "threads": torch.get_num_threads(),
+    }
+    if out is not None:
+        save_base(model, tok, out, meta)
+    return meta
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", default="runs/pretrain", help="checkpoints and token cache (resumable)")
+    p.add_argument("--out", default=None, help="where to write the base (default: RUN_DIR/base)")
+    p.add_argument("--install", action="store_true", help="also copy the base into the package assets")
+    p.add_argument("--steps", type=int, default=BaseSpec.steps, help="optimizer steps")
+    p.add_argument("--seed", type=int, default=BaseSpec.seed, help="seed (model init, window order)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = BaseSpec(steps=args.steps, seed=args.seed)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "base"
+    meta = pretrain(spec, args.run_dir, out, progress=not args.no_progress)
+    print(f"base written to {out}: {meta['params']:,} parameters, final loss {meta['loss_last_50']:.3f}, "
+          f"{meta['wall_s']['total_this_call']:.0f} s")
+    if args.install:
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "pretrain.json"):
+            shutil.copyfile(out / name, D.ASSETS / name)
+        print(f"installed into {D.ASSETS.name}/")
+    return 0
