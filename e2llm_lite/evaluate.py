@@ -397,8 +397,10 @@ def ppl_grid(
     lengths = [_check_int("length", int(n) if not isinstance(n, bool) else n, 2) for n in lengths]
     if not lengths:
         raise ValueError("lengths is empty; pass at least one evaluation length >= 2")
-    if stride is not None:
-        _check_int("stride", stride, 1, min(lengths))
+    if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= min(lengths)):
+        raise ValueError(
+            f"stride must be an integer in [1, min(lengths)] = [1, {min(lengths)}], got stride={stride!r}"
+        )
     _check_convention(convention)
     docs = _as_docs(docs)
     rows, ppl, gs, ns = [], [], [], []
