@@ -45,6 +45,7 @@ from typing import Sequence
 import torch
 
 from . import hf
+from .data import ByteTokenizer  # re-exported: the byte-level tiny models' tokenizer
 from .evaluate import GRule, _atomic_savefig, _atomic_write, _device_of, resolve_g
 
 __all__ = [
@@ -75,18 +76,6 @@ LONGLORA_QUESTION = "What is the pass key? The pass key is"
 
 # the needle style's fabricated fact (the "magic number" needle of needle-in-a-haystack / RULER)
 NEEDLE_CITIES = ("Vienna", "Lisbon", "Nairobi", "Osaka", "Lima", "Oslo", "Hanoi", "Quito", "Dakar", "Perth")
-
-
-class ByteTokenizer:
-    """UTF-8 bytes as tokens (vocab 256) — the tokenizer of the byte-level tiny models."""
-
-    vocab_size = 256
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, ids) -> str:
-        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
 
 
 def encode(tokenizer, text: str) -> list[int]:

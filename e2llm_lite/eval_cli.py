@@ -1,0 +1,239 @@
+r"""``e2llm-lite eval``: sliding-window perplexity, passkey retrieval and needle-in-a-haystack.
+
+Examples::
+
+    # Table 3 in miniature: one model, three RoPE scales, disjoint windows on held-out stdlib files
+    e2llm-lite eval --model runs/quick/e2 --task ppl --lengths 256,512,1024 --g 1,auto --out out/ppl
+
+    # the paper's protocol on a GPU: proof-pile, stride 256, g = 8 (E²-LLM-32K)
+    e2llm-lite eval --model ./e2llm-7b --task ppl --data hoskinson-center/proof-pile --hf-split test \
+        --n-docs 128 --lengths 4096,8192,16384,32768 --stride 256 --g 8 --batch-size 1 --out out/t3
+
+    # Fig. 6: exact-match retrieval over depths x lengths
+    e2llm-lite eval --model runs/quick/e2 --task passkey --style miniature --lengths 256,1024 --out out/pk
+    e2llm-lite eval --model meta-llama/Llama-2-7b-hf --task needle --lengths 4096,8192 --out out/nh
+
+``--model`` is a local folder (``save_pretrained`` output or a miniature checkpoint: ``config.json``
++ ``model.safetensors``, with ``tokenizer.json`` or an HF tokenizer) or, when online, a Hub id.
+Remote code is never trusted unless ``--trust-remote-code`` is given. Everything the run measured
+goes to ``--out`` as JSON, markdown / CSV and PNG (:mod:`e2llm_lite.evaluate`,
+:mod:`e2llm_lite.retrieval`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .evaluate import CONVENTIONS, _atomic_write, ppl_grid
+from .retrieval import STYLES, retrieval_grid
+
+__all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g"]
+
+TASKS = ("ppl", "passkey", "needle")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not out or min(out) < 2:
+        raise argparse.ArgumentTypeError(f"lengths must be integers >= 2, got {text!r}")
+    return out
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not out or not all(0.0 <= d <= 1.0 for d in out):
+        raise argparse.ArgumentTypeError(f"depths must be numbers in [0, 1], got {text!r}")
+    return out
+
+
+def parse_g(text: str) -> list:
+    """``"auto"``, ``"none"`` / ``"1"``, a number, or a comma-separated list of those (one row each)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part == "auto":
+            out.append("auto")
+        elif part in ("none", "1", "1.0"):
+            out.append(None)
+        else:
+            try:
+                g = float(part)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"--g takes 'auto', 'none' or numbers >= 1, got {part!r}") from None
+            if not g >= 1:
+                raise argparse.ArgumentTypeError(f"--g values must be >= 1, got {part!r}")
+            out.append(g)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="local model folder, or a Hub id (needs the network)")
+    p.add_argument("--tokenizer", default=None, help="'bytes', 'bpe' (shipped), a tokenizer.json path; default: the model's")
+    p.add_argument("--task", choices=TASKS, default="ppl", help="ppl (Table 3 / Fig. 5), passkey or needle (Fig. 6)")
+    p.add_argument("--lengths", type=_int_list, default=None, help="comma-separated evaluation lengths (ppl: windows)")
+    p.add_argument("--window", type=int, default=None, help="ppl: one window (alternative to --lengths)")
+    p.add_argument("--stride", type=int, default=None, help="ppl: tokens between window starts (default: the window, i.e. disjoint; paper: 256)")
+    p.add_argument("--convention", choices=list(CONVENTIONS), default="new", help="ppl scoring: " + "; ".join(f"{k} = {v}" for k, v in CONVENTIONS.items()))
+    p.add_argument("--g", type=parse_g, default=["auto"], help="RoPE scale(s): auto (= ceil(length / L)), none, or numbers; comma-separated = one row each")
+    p.add_argument("--base-window", type=int, default=None, help="L for --g auto (default: the model's max_position_embeddings)")
+    p.add_argument("--data", default="stdlib", help="'stdlib' (offline default), a text file/folder, or a datasets name")
+    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"], help="corpus split for local data")
+    p.add_argument("--hf-split", default=None, help="datasets split to read for a datasets name (e.g. 'test' for proof-pile)")
+    p.add_argument("--text-field", default="text", help="datasets column with the text")
+    p.add_argument("--exts", default=".py", help="file extensions read from a folder (comma-separated; 'any' = all)")
+    p.add_argument("--n-docs", type=int, default=16, help="ppl: documents of >= max(lengths) tokens (paper: 128)")
+    p.add_argument("--depths", type=_float_list, default=[i / 10 for i in range(11)], help="retrieval: needle depths in [0, 1]")
+    p.add_argument("--n-per-cell", type=int, default=10, help="retrieval: samples per (depth, length) cell (paper: 10 documents)")
+    p.add_argument("--style", choices=[s for s in STYLES if s != "needle"], default="longlora", help="passkey prompt style")
+    p.add_argument("--seed", type=int, default=0, help="seed for retrieval samples")
+    p.add_argument("--batch-size", type=int, default=4, help="windows (ppl) or prompts (retrieval) per forward")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, …")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto = bfloat16 on GPU, float32 on CPU")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a Hub model's own code (off by default)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--out", default=None, help="folder for JSON, markdown/CSV and PNG results")
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+    """``(model in eval mode, tokenizer)`` from a local folder or a Hub id (``trust_remote_code`` off by default)."""
+    import transformers
+
+    dev = _device(device)
+    dt = _dtype(dtype, dev)
+    path = Path(spec)
+    local = path.is_dir()
+    if not local and (os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(spec)):
+        raise ValueError(
+            f"--model {spec!r} is not a local folder and the Hub is offline (HF_HUB_OFFLINE=1); pass a folder "
+            f"with config.json and model.safetensors, or go online to download a Hub id"
+        )
+    kw = dict(dtype=dt, trust_remote_code=trust_remote_code)
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(spec, attn_implementation="sdpa", **kw)
+    except (ValueError, ImportError):  # a model class without SDPA support: default attention
+        model = transformers.AutoModelForCausalLM.from_pretrained(spec, **kw)
+    model.to(dev).eval()
+    return model, _load_tokenizer(spec, path if local else None, tokenizer, model, trust_remote_code)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        return False
+
+
+def _load_tokenizer(spec, path: Path | None, name: str | None, model, trust_remote_code: bool):
+    if name is not None:
+        return D.load_tokenizer(name)
+    if path is None or (path / "tokenizer_config.json").is_file():
+        import transformers
+
+        return transformers.AutoTokenizer.from_pretrained(spec, trust_remote_code=trust_remote_code)
+    if (path / "tokenizer.json").is_file():
+        return D.BPETokenizer.from_file(path / "tokenizer.json")
+    if int(model.config.vocab_size) == 256:
+        return D.ByteTokenizer()
+    raise ValueError(f"no tokenizer in {spec} (tokenizer.json or tokenizer_config.json); pass --tokenizer bytes|bpe|PATH")
+
+
+def load_texts(source: str, split: str = "heldout", hf_split: str | None = None, text_field: str = "text",
+               exts: str = ".py", max_docs: int | None = None) -> list[str]:
+    """Documents as strings: the offline stdlib corpus, local files, or a ``datasets`` split."""
+    if hf_split is not None and source != "stdlib" and not Path(source).exists():
+        import datasets
+
+        ds = datasets.load_dataset(source, split=hf_split, streaming=True)
+        out = []
+        for row in ds:
+            out.append(row[text_field])
+            if max_docs is not None and len(out) >= max_docs:
+                break
+        return out
+    ext_list = None if exts == "any" else tuple(e if e.startswith(".") else f".{e}" for e in exts.split(","))
+    return D.load_corpus(source, split=split, exts=ext_list, text_field=text_field).docs
+
+
+def load_eval_docs(tokenizer, texts: list[str], length: int, n_docs: int) -> list[torch.Tensor]:
+    """The first ``length`` tokens of up to ``n_docs`` documents that have that many (same tokens for every column)."""
+    return D.long_segments(D.encode_docs(tokenizer, texts, min_len=length), length, max_docs=n_docs)
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+
+
+def _g_name(g) -> str:
+    return "g=auto" if g == "auto" else "g=1" if g is None else f"g={g:g}"
+
+
+def run(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    lengths = args.lengths or ([args.window] if args.window else None)
+    if not lengths:
+        raise SystemExit("e2llm-lite eval: give --lengths (or --window for one ppl window)")
+    model, tok = load_model(args.model, args.tokenizer, args.device, args.dtype, args.trust_remote_code)
+    name = Path(args.model).name or args.model
+    progress = not args.no_progress
+    out = Path(args.out) if args.out else None
+    meta = dict(model=name, task=args.task, data=args.data, split=args.hf_split or args.split)
+
+    if args.task == "ppl":
+        texts = load_texts(args.data, args.split, args.hf_split, args.text_field, args.exts,
+                           max_docs=None if args.hf_split is None else 8 * args.n_docs)
+        docs = load_eval_docs(tok, texts, max(lengths), args.n_docs)
+        meta.update(n_docs=len(docs), doc_tokens=max(lengths))
+        rows = {f"{name} ({_g_name(g)})": (model, g) for g in args.g}
+        grid = ppl_grid(rows, docs, lengths, args.stride, convention=args.convention, base_window=args.base_window,
+                        batch_size=args.batch_size, progress=progress, out_dir=out, stem="ppl", meta=meta)
+        print(grid.to_markdown())
+    else:
+        style = "needle" if args.task == "needle" else args.style
+        texts = load_texts(args.data, args.split, args.hf_split, args.text_field, args.exts, max_docs=10 * args.n_per_cell)
+        filler = texts[: max(10, args.n_per_cell)] if style == "needle" else D.filler_text(D.Corpus(texts, [], args.data, args.split))
+        for g in args.g:
+            stem = args.task if len(args.g) == 1 else f"{args.task}_{_g_name(g).replace('=', '')}"
+            grid = retrieval_grid(model, tok, filler, lengths, args.depths, args.n_per_cell, args.seed, g=g, style=style,
+                                  base_window=args.base_window, batch_size=args.batch_size, progress=progress,
+                                  out_dir=out, stem=stem)
+            print(_retrieval_markdown(grid, f"{name} ({_g_name(g)})"))
+    if out is not None:
+        _atomic_write(out / "eval_args.json", json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")}, indent=2) + "\n")
+        print(f"results in {out}")
+    return 0
+
+
+def _retrieval_markdown(grid: dict, title: str) -> str:
+    lines = [f"{grid['style']} retrieval, exact match, {title}", "",
+             "| depth | " + " | ".join(str(n) for n in grid["lengths"]) + " |",
+             "|---|" + "---|" * len(grid["lengths"])]
+    for d, row in zip(grid["depths"], grid["accuracy"]):
+        lines.append(f"| {round(100 * d)}% | " + " | ".join(f"{100 * a:.0f}%" for a in row) + " |")
+    return "\n".join(lines)
