@@ -1,0 +1,335 @@
+r"""``e2llm-lite train``: E² fine-tuning of a Hub model or local checkpoint — one entry point for the CLI
+and notebook 03.
+
+:func:`finetune` runs the paper's recipe (§4.1, Algorithm 1) end to end:
+
+1. load the model in mode ``full | lora | qlora`` (:mod:`e2llm_lite.modes`);
+2. tokenize a corpus with the model's tokenizer and pack it into windows of R tokens;
+3. train with the project's loop (:func:`e2llm_lite.train.train`: E² draws of ``(g, t)``, warm-up,
+   gradient accumulation to the global batch, clipping, atomic safetensors checkpoints and exact
+   resume from ``out_dir/checkpoints``);
+4. export adapters and a merged model whose config carries ``rope_type="linear", factor=g``.
+
+Defaults are the paper's 7B setting: R = 4096, G_max = 20, 4 sinks, AdamW β = (0.9, 0.95), lr 1e-5,
+global batch 16; on a GPU bf16, gradient checkpointing and FlashAttention-2 (else SDPA).
+
+**Data.** ``--data stdlib`` (the CPython standard library, offline), a local file or folder
+(random windows from the packed stream, :class:`e2llm_lite.data.PackedWindows`), or a Hugging Face
+``datasets`` name read with ``streaming=True`` (:class:`StreamWindows`: consecutive windows in
+stream order, so batch ``i`` is always the same tokens and a resumed run skips to it). The paper's
+mix (Pile + ShareGPT + long summarisation) is a recipe in ``docs/recipes.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import data as data_mod
+from . import modes
+from .augment import SCHEMES, AugmentConfig
+from .train import TrainConfig, train
+
+__all__ = ["FinetuneConfig", "StreamWindows", "load_tokenizer_for", "build_data", "finetune", "add_arguments", "run"]
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run. Defaults: the paper's Llama-2-7B recipe (§4.1) on one GPU."""
+
+    model: str = "meta-llama/Llama-2-7b-hf"  # Hub id or local folder (safetensors weights)
+    mode: str = "lora"  # full | lora | qlora
+    scheme: str = "e2"  # augment.SCHEMES: e2, pi, none, e2-no-offset, e2-fixed-scale
+    data: str = "stdlib"  # "stdlib", a local file/folder, or a `datasets` name (streamed)
+    data_config: str | None = None  # `datasets` config name (e.g. "en")
+    text_field: str = "text"  # column with the text in a `datasets` set
+    file_exts: tuple[str, ...] | None = (".py", ".txt", ".md")  # which files of a local folder; None = all
+    max_docs: int | None = None  # cap on documents read (local corpora)
+    tokenizer: str | None = None  # None = the model's own; "bytes" | "bpe" | JSON path = data.py tokenizers
+    seq_len: int = 4096  # R: tokens per training window
+    g_max: int = 20  # G_max (paper: 20)
+    n_sink: int = 4  # attention sinks that keep offset 0 (paper: 4)
+    fixed_scale: int | None = None  # g for `pi` / `e2-fixed-scale`
+    steps: int = 1000  # optimizer steps (paper: 30,000)
+    lr: float = 1e-5  # paper: 1e-5
+    warmup_steps: int = 20  # linear warm-up
+    schedule: str = "constant"  # constant | cosine
+    global_batch: int = 16  # sequences per optimizer step (paper: 16)
+    micro_batch: int = 1  # sequences per forward; grad_accum = global_batch / micro_batch
+    max_grad_norm: float | None = 1.0
+    seed: int = 0  # seeds (g, t) draws and data windows
+    gradient_checkpointing: bool | None = None  # None = on for a GPU, off on a CPU
+    optimizer: str | None = None  # adamw | adamw8bit | paged_adamw8bit; None = paged 8-bit for full on GPU
+    lora_r: int = 8
+    lora_alpha: int = 16
+    train_embed_norm: bool = False  # LongLoRA's embed+norm
+    dtype: str | None = None  # None = bfloat16 on GPU, float32 on CPU
+    attn_implementation: str | None = None  # None = flash_attention_2 if usable, else sdpa
+    device: str | None = None
+    trust_remote_code: bool = False  # never by default
+    out_dir: str = "runs/finetune"  # checkpoints/, export/, run.json
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
+    export_g: int | None = 4  # g of the exported merged model (serves g·L); None = no export
+    progress: bool = True  # tqdm bar
+    extra: dict = field(default_factory=dict)  # more from_pretrained kwargs
+
+    def __post_init__(self) -> None:
+        if self.mode not in modes.MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; valid modes: {', '.join(modes.MODES)}")
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {self.scheme!r}; valid: {', '.join(sorted(SCHEMES))}")
+        for name in ("seq_len", "global_batch", "micro_batch", "g_max"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {name}={v!r}")
+        if self.seq_len < 2:
+            raise ValueError(f"seq_len R must be >= 2 tokens, got {self.seq_len}")
+        if self.global_batch % self.micro_batch:
+            raise ValueError(
+                f"global_batch={self.global_batch} is not a multiple of micro_batch={self.micro_batch}; valid "
+                f"micro_batch values divide {self.global_batch}: "
+                f"{[d for d in range(1, self.global_batch + 1) if self.global_batch % d == 0]}"
+            )
+        if self.optimizer is not None and self.optimizer not in modes.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(modes.OPTIMIZERS)}")
+        if self.export_g is not None and (not isinstance(self.export_g, int) or self.export_g < 1):
+            raise ValueError(f"export_g must be an integer >= 1 or None, got {self.export_g!r}")
+
+
+# --- tokenizers and data ------------------------------------------------------------------------------
+
+
+class _HFTokenizer:
+    """A ``transformers`` tokenizer seen through data.py's small interface (no BOS/EOS added per text)."""
+
+    name = "hf"
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+        self.eos_id = tok.eos_token_id
+        self.vocab_size = len(tok)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def encode_batch(self, texts) -> list[list[int]]:
+        return [list(x) for x in self.tok(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def decode(self, ids) -> str:
+        return self.tok.decode([int(i) for i in ids])
+
+    def save_pretrained(self, path) -> None:
+        self.tok.save_pretrained(path)
+
+
+def load_tokenizer_for(model_path: str, name: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer: ``name`` from data.py, else the model's own, else the note :func:`modes.export` left."""
+    if name is not None:
+        return data_mod.load_tokenizer(name)
+    note = Path(model_path) / "e2llm_tokenizer_kind.json"
+    if note.is_file():
+        json_path = Path(model_path) / "e2llm_tokenizer.json"
+        return data_mod.tokenizer_from_dict(json.loads(note.read_text()), json_path if json_path.is_file() else None)
+    import transformers
+
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"no tokenizer found for {model_path!r} ({type(e).__name__}); pass tokenizer='bytes', 'bpe' or a "
+            f"tokenizer JSON path"
+        ) from None
+    return _HFTokenizer(tok)
+
+
+class StreamWindows:
+    """Consecutive ``R``-token windows from a streamed text set; ``get_batch(i)`` = windows ``i·B … i·B+B−1``.
+
+    Documents are tokenized in stream order and joined with the end-of-text id. Only the current
+    window position is kept: asking for an earlier batch restarts the stream, so any index (e.g. the
+    one a resumed run starts at) gives the same tokens — exact resume without storing the data.
+    ``position`` is the number of windows produced so far (the data position).
+    """
+
+    def __init__(self, make_iter, tokenizer, seq_len: int, batch_size: int, text_field: str = "text") -> None:
+        self.make_iter, self.tok, self.text_field = make_iter, tokenizer, text_field
+        self.seq_len, self.batch_size = int(seq_len), int(batch_size)
+        self._restart()
+
+    def _restart(self) -> None:
+        self._it = iter(self.make_iter())
+        self._buf: list[int] = []
+        self.position = 0  # windows produced so far
+
+    def _next_window(self) -> torch.Tensor:
+        while len(self._buf) < self.seq_len:
+            try:
+                row = next(self._it)
+            except StopIteration:
+                raise ValueError(
+                    f"the text stream ran out after {self.position} windows of {self.seq_len} tokens; "
+                    f"use fewer steps or more data"
+                ) from None
+            text = row[self.text_field] if isinstance(row, dict) else str(row)
+            self._buf.extend(self.tok.encode(text))
+            if self.tok.eos_id is not None:
+                self._buf.append(int(self.tok.eos_id))
+        win, self._buf = self._buf[: self.seq_len], self._buf[self.seq_len :]
+        self.position += 1
+        return torch.tensor(win, dtype=torch.int64)
+
+    def get_batch(self, index: int) -> torch.Tensor:
+        """(B, R) int64 windows of batch ``index``."""
+        if index < 0:
+            raise ValueError(f"batch index must be >= 0, got {index}")
+        first = index * self.batch_size
+        if first < self.position:
+            self._restart()
+        while self.position < first:
+            self._next_window()
+        return torch.stack([self._next_window() for _ in range(self.batch_size)])  # (B, R)
+
+
+def build_data(cfg: FinetuneConfig, tokenizer):
+    """Training batches for ``cfg.data`` (see module docstring)."""
+    src = cfg.data
+    if src == "stdlib" or Path(src).exists():
+        corpus = data_mod.load_corpus(None if src == "stdlib" else src, split="train",
+                                      exts=(".py",) if src == "stdlib" else cfg.file_exts, max_docs=cfg.max_docs)
+        docs = data_mod.encode_docs(tokenizer, corpus.docs)
+        return data_mod.PackedWindows(docs, cfg.seq_len, cfg.micro_batch, seed=cfg.seed, eos_id=tokenizer.eos_id)
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - optional extra
+        raise ValueError(f"data {src!r} is not a local path; reading a datasets name needs `pip install datasets`") from None
+
+    def make_iter():
+        return datasets.load_dataset(src, cfg.data_config, split="train", streaming=True)
+
+    return StreamWindows(make_iter, tokenizer, cfg.seq_len, cfg.micro_batch, cfg.text_field)
+
+
+# --- the entry point ---------------------------------------------------------------------------------
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Run steps 1–4 of the module docstring; returns model, tokenizer, train result, export paths, summary."""
+    t0 = time.perf_counter()
+    # 1) model in its mode
+    mcfg = modes.ModeConfig(
+        mode=cfg.mode, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, device=cfg.device,
+        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, train_embed_norm=cfg.train_embed_norm,
+        trust_remote_code=cfg.trust_remote_code, extra=dict(cfg.extra),
+    )
+    model = modes.load_model(cfg.model, mcfg)
+    device = next(model.parameters()).device
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    L = int(base.config.max_position_embeddings)
+    # 2) data
+    tok = load_tokenizer_for(cfg.model, cfg.tokenizer, cfg.trust_remote_code)
+    vocab = int(base.config.vocab_size)
+    if tok.vocab_size > vocab:
+        raise ValueError(f"tokenizer has {tok.vocab_size} ids but the model's vocab_size is {vocab}; pick a matching tokenizer")
+    batches = build_data(cfg, tok)
+    # 3) train (Algorithm 1)
+    aug = AugmentConfig(base_window=L, train_len=cfg.seq_len, g_max=cfg.g_max, n_sink=cfg.n_sink,
+                        fixed_scale=cfg.fixed_scale)
+    on_gpu = device.type == "cuda"
+    opt_name = cfg.optimizer or ("paged_adamw8bit" if cfg.mode == "full" and on_gpu else "adamw")
+    tcfg = TrainConfig(
+        steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, schedule=cfg.schedule,
+        batch_size=cfg.micro_batch, grad_accum=cfg.global_batch // cfg.micro_batch, max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed, scheme=cfg.scheme, augment=aug,
+        gradient_checkpointing=on_gpu if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
+        autocast_dtype="bfloat16" if on_gpu and cfg.mode != "full" else None,  # fp32 adapters, bf16 matmuls
+        checkpoint_dir=str(Path(cfg.out_dir) / "checkpoints"), checkpoint_every=cfg.checkpoint_every,
+    )
+    opt = modes.optimizer_factory(opt_name, lr=cfg.lr, betas=tcfg.betas, weight_decay=tcfg.weight_decay)
+    result = train(model, batches, tcfg, optimizer_factory=opt, progress=cfg.progress)
+    counts = modes.trainable_summary(model)
+    # 4) export
+    exported = None
+    if cfg.export_g is not None:
+        exported = modes.export(model, Path(cfg.out_dir) / "export", g=cfg.export_g, tokenizer=tok,
+                                base_model_path=cfg.model, cfg=mcfg)
+    summary = {
+        "model": cfg.model, "mode": cfg.mode, "scheme": cfg.scheme, "device": str(device), "base_window": L,
+        "optimizer": opt_name, "attn_implementation": str(base.config._attn_implementation),
+        "steps": result.step, "resumed_from": result.resumed_from, "final_loss": result.final_loss,
+        "tokens_per_s": (sum(r["tokens_per_s"] for r in result.history[result.resumed_from:]) /
+                         max(1, len(result.history) - result.resumed_from)),
+        **counts,
+        "export": {k: v for k, v in (exported or {}).items() if k != "model"},
+        "config": {k: v for k, v in asdict(cfg).items()}, "elapsed_s": time.perf_counter() - t0,
+    }
+    data_mod.save_json(summary, Path(cfg.out_dir) / "run.json")
+    return {"model": exported["model"] if exported else model, "tokenizer": tok, "result": result,
+            "export": exported, "summary": summary}
+
+
+# --- CLI -------------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = FinetuneConfig()
+    p.add_argument("--model", default=d.model, help="Hub id or local folder (safetensors)")
+    p.add_argument("--mode", default=d.mode, help=f"one of {', '.join(modes.MODES)}")
+    p.add_argument("--scheme", default=d.scheme, help=f"one of {', '.join(sorted(SCHEMES))}")
+    p.add_argument("--data", default=d.data, help="'stdlib', a local file/folder, or a datasets name (streamed)")
+    p.add_argument("--data-config", default=None)
+    p.add_argument("--text-field", default=d.text_field)
+    p.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--tokenizer", default=None, help="default: the model's own; or bytes | bpe | JSON path")
+    p.add_argument("--seq-len", type=int, default=d.seq_len, help="R (default 4096)")
+    p.add_argument("--g-max", type=int, default=d.g_max)
+    p.add_argument("--n-sink", type=int, default=d.n_sink)
+    p.add_argument("--fixed-scale", type=int, default=None, help="g for the pi / e2-fixed-scale schemes")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--schedule", default=d.schedule)
+    p.add_argument("--global-batch", type=int, default=d.global_batch)
+    p.add_argument("--micro-batch", type=int, default=d.micro_batch)
+    p.add_argument("--seed", type=int, default=d.seed)
+    ck = p.add_mutually_exclusive_group()
+    ck.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    ck.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
+    p.add_argument("--optimizer", default=None, help=f"one of {', '.join(modes.OPTIMIZERS)}")
+    p.add_argument("--lora-r", type=int, default=d.lora_r)
+    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
+    p.add_argument("--train-embed-norm", action="store_true", help="LongLoRA: also train embeddings and norms")
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU)")
+    p.add_argument("--attn-implementation", default=None, help="sdpa | eager | flash_attention_2")
+    p.add_argument("--device", default=None)
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
+    p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--export-g", type=int, default=d.export_g, help="g of the merged export (0 = no export)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    cfg = FinetuneConfig(
+        model=args.model, mode=args.mode, scheme=args.scheme, data=args.data, data_config=args.data_config,
+        text_field=args.text_field, max_docs=args.max_docs, tokenizer=args.tokenizer, seq_len=args.seq_len,
+        g_max=args.g_max, n_sink=args.n_sink, fixed_scale=args.fixed_scale, steps=args.steps, lr=args.lr,
+        warmup_steps=args.warmup_steps, schedule=args.schedule, global_batch=args.global_batch,
+        micro_batch=args.micro_batch, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
+        optimizer=args.optimizer, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+        train_embed_norm=args.train_embed_norm, dtype=args.dtype, attn_implementation=args.attn_implementation,
+        device=args.device, trust_remote_code=args.trust_remote_code, out_dir=args.out_dir,
+        checkpoint_every=args.checkpoint_every, export_g=args.export_g or None, progress=not args.no_progress,
+    )
+    out = finetune(cfg)
+    s = out["summary"]
+    print(f"{s['mode']} / {s['scheme']} on {s['device']}: {s['steps']} steps (resumed from {s['resumed_from']}), "
+          f"final loss {s['final_loss']:.4f}, {s['trainable']:,} of {s['total']:,} parameters trained")
+    if s["export"]:
+        print(f"exported: adapter={s['export'].get('adapter')} merged={s['export']['merged']} (g={s['export']['g']})")
+    print(f"run record: {os.path.join(cfg.out_dir, 'run.json')}")
+    return 0
