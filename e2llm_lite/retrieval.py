@@ -57,6 +57,7 @@ __all__ = [
     "passkey_sample",
     "passkey_batch",
     "greedy_generate",
+    "auto_generate",
     "retrieval_accuracy",
     "retrieval_grid",
     "save_retrieval",
@@ -295,6 +296,20 @@ def greedy_generate(model, input_ids: torch.Tensor, max_new_tokens: int, use_cac
     if not out_tokens:
         return ids[:, :0]
     return torch.stack(out_tokens, dim=1)
+
+
+def auto_generate(model, input_ids: torch.Tensor, max_new_tokens: int, base_window: int | None = None,
+                  g: GRule = "auto") -> tuple[torch.Tensor, float]:
+    """Greedy generation at the scale the input needs (paper §4.2.3): ``g = ⌈(P + new) / L⌉``.
+
+    One deployed E² model serves every length: the scale is picked from the prompt length plus the
+    tokens to generate, so that every position stays inside ``g·L``. Returns ``(tokens (B, new), g)``.
+    """
+    n = (input_ids.shape[-1]) + max_new_tokens
+    g_val = resolve_g(model, g, n, base_window)
+    scaled = hf.rope_scale(model, g_val) if g_val != 1.0 else contextlib.nullcontext()
+    with scaled:
+        return greedy_generate(model, input_ids, max_new_tokens), g_val
 
 
 # --- 3) scoring ----------------------------------------------------------------------------------

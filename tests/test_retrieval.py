@@ -15,6 +15,7 @@ from e2llm_lite.retrieval import (
     ByteTokenizer,
     PasskeySample,
     encode,
+    auto_generate,
     greedy_generate,
     passkey_batch,
     passkey_sample,
@@ -167,6 +168,15 @@ def test_kv_cache_generation_equals_recomputation_under_rope_scale(model, g):
     assert torch.equal(cached, ref) and torch.equal(full, ref)
     with hf.rope_scale(model, 1.0 if g != 1.0 else 3.0):  # and the scale matters
         assert not torch.equal(greedy_generate(model, prompts, 12), cached)
+
+
+def test_auto_generate_picks_g_from_prompt_plus_new_tokens(model):
+    prompt = torch.randint(0, 256, (1, 60), generator=torch.Generator().manual_seed(1))
+    out, g = auto_generate(model, prompt, 5)  # 65 tokens, L = 32 -> g = 3
+    assert g == 3.0
+    with hf.rope_scale(model, 3.0):
+        assert torch.equal(out, greedy_generate(model, prompt, 5))
+    assert auto_generate(model, prompt[:, :20], 5)[1] == 1.0  # inside the window: no scaling
 
 
 def test_retrieval_accuracy_is_exact_match_at_auto_g(model):
