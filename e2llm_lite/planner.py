@@ -396,7 +396,7 @@ def to_markdown(rows: list[dict], cfg: PlanConfig | None = None) -> str:
     for r in rows:
         serves = ", ".join(_fmt_len(x) for x in r["serves"])
         lines.append(
-            f"| {r['method']} | {_fmt_len(r['train_len'])} | {serves} | {r['peak_gib']:.1f} | {r['weights_gib']:.1f} | "
+            f"| {'E²' if r['method'] == 'E2' else r['method']} | {_fmt_len(r['train_len'])} | {serves} | {r['peak_gib']:.1f} | {r['weights_gib']:.1f} | "
             f"{r['grads_opt_gib']:.1f} | {r['activations_gib']:.1f} | {'yes' if r['fits'] else 'no'} | "
             f"{r['tokens_per_s']:,.0f} | {r['s_per_step']:.1f} | {r['gpu_hours']:.1f} |"
         )

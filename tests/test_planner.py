@@ -132,7 +132,7 @@ def test_fig1_rows_and_cli(tmp_path):
     assert all(a["peak_gib"] < b["peak_gib"] for a, b in zip(rows, rows[1:]))
     assert all(a["gpu_hours"] < b["gpu_hours"] for a, b in zip(rows, rows[1:]))
     md = planner.to_markdown(rows)
-    assert md.count("\n| PI |") == 3 and "E² one run" in md
+    assert md.count("\n| PI |") == 3 and "\n| E² | 4K |" in md and "E² one run" in md
 
     from e2llm_lite.cli import main
 
