@@ -13,9 +13,10 @@ and notebook 03.
 Defaults are the paper's 7B setting: R = 4096, G_max = 20, 4 sinks, AdamW β = (0.9, 0.95), lr 1e-5,
 global batch 16; on a GPU bf16, gradient checkpointing and FlashAttention-2 (else SDPA).
 
-**Data.** ``--data stdlib`` (the CPython standard library, offline), a local file or folder
-(random windows from the packed stream, :class:`e2llm_lite.data.PackedWindows`), or a Hugging Face
-``datasets`` name read with ``streaming=True`` (:class:`StreamWindows`: consecutive windows in
+**Data.** ``--data stdlib`` (the CPython standard library, offline), a local text file or folder
+(random windows from the packed stream, :class:`e2llm_lite.data.PackedWindows`), or — read with
+``datasets`` and ``streaming=True`` — a local ``.jsonl`` file (one ``{"text": …}`` per line) or a
+Hugging Face ``datasets`` name (:class:`StreamWindows`: consecutive windows in
 stream order, so batch ``i`` is always the same tokens and a resumed run skips to it). The paper's
 mix (Pile + ShareGPT + long summarisation) is a recipe in ``docs/recipes.md``.
 """
@@ -45,7 +46,7 @@ class FinetuneConfig:
     model: str = "meta-llama/Llama-2-7b-hf"  # Hub id or local folder (safetensors weights)
     mode: str = "lora"  # full | lora | qlora
     scheme: str = "e2"  # augment.SCHEMES: e2, pi, none, e2-no-offset, e2-fixed-scale
-    data: str = "stdlib"  # "stdlib", a local file/folder, or a `datasets` name (streamed)
+    data: str = "stdlib"  # "stdlib", a local text file/folder, a .jsonl file or a `datasets` name (streamed)
     data_config: str | None = None  # `datasets` config name (e.g. "en")
     text_field: str = "text"  # column with the text in a `datasets` set
     file_exts: tuple[str, ...] | None = (".py", ".txt", ".md")  # which files of a local folder; None = all
@@ -198,7 +199,8 @@ class StreamWindows:
 def build_data(cfg: FinetuneConfig, tokenizer):
     """Training batches for ``cfg.data`` (see module docstring)."""
     src = cfg.data
-    if src == "stdlib" or Path(src).exists():
+    is_jsonl = Path(src).is_file() and src.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz"))
+    if not is_jsonl and (src == "stdlib" or Path(src).exists()):
         corpus = data_mod.load_corpus(None if src == "stdlib" else src, split="train",
                                       exts=(".py",) if src == "stdlib" else cfg.file_exts, max_docs=cfg.max_docs)
         docs = data_mod.encode_docs(tokenizer, corpus.docs)
@@ -209,6 +211,8 @@ def build_data(cfg: FinetuneConfig, tokenizer):
         raise ValueError(f"data {src!r} is not a local path; reading a datasets name needs `pip install datasets`") from None
 
     def make_iter():
+        if is_jsonl:  # one JSON object per line with a `text_field` (e.g. the mix of docs/recipes.md)
+            return datasets.load_dataset("json", data_files=src, split="train", streaming=True)
         return datasets.load_dataset(src, cfg.data_config, split="train", streaming=True)
 
     return StreamWindows(make_iter, tokenizer, cfg.seq_len, cfg.micro_batch, cfg.text_field)
@@ -246,7 +250,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         batch_size=cfg.micro_batch, grad_accum=cfg.global_batch // cfg.micro_batch, max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed, scheme=cfg.scheme, augment=aug,
         gradient_checkpointing=on_gpu if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
-        autocast_dtype="bfloat16" if on_gpu and cfg.mode != "full" else None,  # fp32 adapters, bf16 matmuls
+        autocast_dtype="bfloat16" if on_gpu else None,  # bf16 matmuls (float32 adapters or --dtype float32)
         checkpoint_dir=str(Path(cfg.out_dir) / "checkpoints"), checkpoint_every=cfg.checkpoint_every,
     )
     opt = modes.optimizer_factory(opt_name, lr=cfg.lr, betas=tcfg.betas, weight_decay=tcfg.weight_decay)

@@ -96,6 +96,19 @@ def test_stream_windows_consecutive_and_restartable(tmp_path):
         sw.get_batch(100)
 
 
+def test_jsonl_mix_is_streamed_in_order(tmp_path):
+    from e2llm_lite.train_cli import build_data
+
+    rows = [{"text": f"row {i} " + "xyz" * (3 + i), "source": "pile" if i % 2 else "sharegpt"} for i in range(6)]
+    path = tmp_path / "mix.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tok = data_mod.ByteTokenizer()
+    batches = build_data(FinetuneConfig(data=str(path), seq_len=8, global_batch=2, micro_batch=2), tok)
+    assert isinstance(batches, StreamWindows)
+    stream = sum((tok.encode(r["text"]) + [tok.eos_id] for r in rows), [])
+    assert torch.equal(batches.get_batch(1).reshape(-1), torch.tensor(stream[16:32]))
+
+
 @pytest.mark.parametrize("kw,needle", [
     ({"mode": "8bit"}, "'8bit'"), ({"global_batch": 16, "micro_batch": 3}, "micro_batch=3"),
     ({"seq_len": 0}, "seq_len=0"), ({"scheme": "yarn"}, "'yarn'"), ({"optimizer": "lion"}, "'lion'"),
