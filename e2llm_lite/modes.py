@@ -168,10 +168,10 @@ def load_model(model_id_or_path: str | os.PathLike, cfg: ModeConfig | None = Non
             bnb_4bit_use_double_quant=cfg.double_quant,
             bnb_4bit_compute_dtype=dtype,
         )
-        if device.type == "cuda":
-            kw["device_map"] = {"": device.index or 0}
+    if device.type == "cuda":  # load straight onto the GPU (accelerate), no CPU copy of 7B
+        kw["device_map"] = {"": device.index or 0}
     model = transformers.AutoModelForCausalLM.from_pretrained(str(model_id_or_path), **kw)
-    if cfg.mode != "qlora":
+    if device.type != "cuda":
         model.to(device)
     hf.rotary_modules(model)  # ValueError now, not mid-run, for a model E² cannot rescale
     # 3) what trains
@@ -341,7 +341,8 @@ def export(
         if cfg.mode == "qlora":
             if base_model_path is None:
                 raise ValueError("exporting a QLoRA model needs base_model_path (the 16-bit base to merge into)")
-            base = load_model(base_model_path, ModeConfig(mode="full", dtype=cfg.dtype, device="cpu",
+            dtype = cfg.dtype or ("bfloat16" if torch.cuda.is_available() else None)  # 7B: 13.5 GB of RAM in bf16
+            base = load_model(base_model_path, ModeConfig(mode="full", dtype=dtype, device="cpu",
                                                           trust_remote_code=cfg.trust_remote_code))
             merged = load_adapter(base, adapter).merge_and_unload()
         else:
