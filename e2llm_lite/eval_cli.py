@@ -3,18 +3,22 @@ r"""``e2llm-lite eval``: sliding-window perplexity, passkey retrieval and needle
 Examples::
 
     # Table 3 in miniature: one model, three RoPE scales, disjoint windows on held-out stdlib files
-    e2llm-lite eval --model runs/quick/e2 --task ppl --lengths 256,512,1024 --g 1,auto --out out/ppl
+    e2llm-lite eval --model runs/quick/work/models/e2.safetensors --task ppl --lengths 256,512,1024,2048 \
+        --g none,auto --out out/ppl
 
     # the paper's protocol on a GPU: proof-pile, stride 256, g = 8 (E²-LLM-32K)
     e2llm-lite eval --model ./e2llm-7b --task ppl --data hoskinson-center/proof-pile --hf-split test \
         --n-docs 128 --lengths 4096,8192,16384,32768 --stride 256 --g 8 --batch-size 1 --out out/t3
 
     # Fig. 6: exact-match retrieval over depths x lengths
-    e2llm-lite eval --model runs/quick/e2 --task passkey --style miniature --lengths 256,1024 --out out/pk
+    e2llm-lite eval --model runs/quick/work/models/e2.safetensors --task passkey --style miniature \
+        --lengths 256,1024 --out out/pk
     e2llm-lite eval --model meta-llama/Llama-2-7b-hf --task needle --lengths 4096,8192 --out out/nh
 
-``--model`` is a local folder (``save_pretrained`` output or a miniature checkpoint: ``config.json``
-+ ``model.safetensors``, with ``tokenizer.json`` or an HF tokenizer) or, when online, a Hub id.
+``--model`` is a local folder (``save_pretrained`` output or a miniature base: ``config.json`` +
+``model.safetensors``, with ``tokenizer.json`` or an HF tokenizer), a bare ``.safetensors`` state dict
+of fine-tuned weights (``runs/<profile>/work/models/<run>.safetensors`` from ``e2llm-lite reproduce``;
+``--base`` names the folder whose architecture and tokenizer it uses), or, when online, a Hub id.
 Remote code is never trusted unless ``--trust-remote-code`` is given. Everything the run measured
 goes to ``--out`` as JSON, markdown / CSV and PNG (:mod:`e2llm_lite.evaluate`,
 :mod:`e2llm_lite.retrieval`).
@@ -79,6 +83,7 @@ def parse_g(text: str) -> list:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="local model folder, or a Hub id (needs the network)")
+    p.add_argument("--base", default=None, help="with --model FILE.safetensors: the base folder it fine-tunes (default: shipped assets)")
     p.add_argument("--tokenizer", default=None, help="'bytes', 'bpe' (shipped), a tokenizer.json path; default: the model's")
     p.add_argument("--task", choices=TASKS, default="ppl", help="ppl (Table 3 / Fig. 5), passkey or needle (Fig. 6)")
     p.add_argument("--lengths", type=_int_list, default=None, help="comma-separated evaluation lengths (ppl: windows)")
@@ -120,13 +125,24 @@ def _dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
-def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
-    """``(model in eval mode, tokenizer)`` from a local folder or a Hub id (``trust_remote_code`` off by default)."""
+def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dtype: str = "auto",
+               trust_remote_code: bool = False, base: str | None = None):
+    """``(model in eval mode, tokenizer)`` from a local folder, a Hub id (``trust_remote_code`` off by
+    default), or a bare ``.safetensors`` state dict (the fine-tuned weights ``e2llm-lite reproduce``
+    writes) loaded onto the architecture and tokenizer of ``base`` (default: the shipped miniature)."""
     import transformers
 
     dev = _device(device)
     dt = _dtype(dtype, dev)
     path = Path(spec)
+    if path.is_file() and path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        from .pretrain import load_base
+
+        model, tok, _ = load_base(base)
+        model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+        return model.to(device=dev, dtype=dt).eval(), (D.load_tokenizer(tokenizer) if tokenizer else tok)
     local = path.is_dir()
     if not local and (os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(spec)):
         raise ValueError(
@@ -199,8 +215,8 @@ def run(args) -> int:
     lengths = args.lengths or ([args.window] if args.window else None)
     if not lengths:
         raise SystemExit("e2llm-lite eval: give --lengths (or --window for one ppl window)")
-    model, tok = load_model(args.model, args.tokenizer, args.device, args.dtype, args.trust_remote_code)
-    name = Path(args.model).name or args.model
+    model, tok = load_model(args.model, args.tokenizer, args.device, args.dtype, args.trust_remote_code, args.base)
+    name = Path(args.model).stem if Path(args.model).is_file() else (Path(args.model).name or args.model)
     progress = not args.no_progress
     out = Path(args.out) if args.out else None
     meta = dict(model=name, task=args.task, data=args.data, split=args.hf_split or args.split)

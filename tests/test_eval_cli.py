@@ -71,3 +71,29 @@ def test_bad_arguments():
         cli.main(["eval", "--model", "x", "--task", "passkey", "--lengths", "64", "--depths", "0,1.5"])
     with pytest.raises(ValueError, match="not a local folder and the Hub is offline"):
         load_model("no-such-org/no-such-model")
+
+
+def test_state_dict_file_on_a_base_folder(tmp_path, saved):
+    """`--model run.safetensors --base FOLDER`: fine-tuned weights as `e2llm-lite reproduce` writes them."""
+    from safetensors.torch import save_file
+
+    from e2llm_lite.data import train_bpe
+    from e2llm_lite.pretrain import save_base
+
+    root, _ = saved
+    tok = train_bpe(TEXTS, vocab_size=300)
+    base = tiny_model(vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=2, base_window=32, seed=6)
+    save_base(base, tok, tmp_path / "base", {"note": "test"})
+    tuned = tiny_model(vocab_size=tok.vocab_size, hidden_size=32, num_layers=2, num_heads=2, base_window=32, seed=7)
+    save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, str(tmp_path / "e2.safetensors"))
+    model, tok2 = load_model(str(tmp_path / "e2.safetensors"), base=str(tmp_path / "base"))
+    assert tok2.encode(TEXTS[0]) == tok.encode(TEXTS[0])
+    ids = torch.tensor([tok.encode(TEXTS[1])[:40]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, tuned(ids).logits, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(model(ids).logits, base(ids).logits.float(), atol=1e-3)
+    out = tmp_path / "out"
+    assert cli.main(["eval", "--model", str(tmp_path / "e2.safetensors"), "--base", str(tmp_path / "base"),
+                     "--task", "ppl", "--lengths", "16", "--data", str(root / "data"), "--exts", ".txt",
+                     "--split", "all", "--n-docs", "2", "--no-progress", "--out", str(out)]) == 0
+    assert json.loads((out / "ppl.json").read_text())["rows"] == ["e2 (g=auto)"]
