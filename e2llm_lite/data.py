@@ -375,13 +375,17 @@ class PasskeyMix:
     The paper fine-tunes on pre-training text mixed with task data (§4.1); here the task is passkey
     retrieval (:mod:`e2llm_lite.retrieval`). ``sampler(generator, n) -> (ids (n, R), answer_mask (n, R))``
     builds the rows, e.g. ``lambda gen, n: retrieval.passkey_batch(tok, filler, R, n, gen)``.
+    With ``every = k`` only every k-th batch has them (a batch of one long sequence, e.g. PI's).
     Like :class:`PackedWindows`, ``get_batch(i)`` and ``answer_mask(i)`` depend only on (seed, i).
     """
 
-    def __init__(self, windows: PackedWindows, sampler, n_passkey: int, seed: int = 0) -> None:
+    def __init__(self, windows: PackedWindows, sampler, n_passkey: int, seed: int = 0, every: int = 1) -> None:
         if not 0 <= n_passkey <= windows.batch_size:
             raise ValueError(f"n_passkey must be in [0, batch_size] = [0, {windows.batch_size}], got {n_passkey}")
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
         self.windows, self.sampler, self.n_passkey, self.seed = windows, sampler, n_passkey, int(seed)
+        self.every = every  # passkey rows only in batches whose index is a multiple of `every`
         self.seq_len, self.batch_size = windows.seq_len, windows.batch_size
         self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
@@ -390,7 +394,7 @@ class PasskeyMix:
             return self._last[1], self._last[2]
         ids = self.windows.get_batch(index).clone()  # (B, R)
         mask = torch.zeros_like(ids, dtype=torch.bool)  # (B, R)
-        if self.n_passkey:
+        if self.n_passkey and index % self.every == 0:
             gen = torch.Generator().manual_seed((self.seed * 1_000_033 + index + 7) % (2**63 - 1))
             p_ids, p_mask = self.sampler(gen, self.n_passkey)  # (n, R) each
             ids[-self.n_passkey :], mask[-self.n_passkey :] = p_ids, p_mask

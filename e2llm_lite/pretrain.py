@@ -92,14 +92,14 @@ def train_tokens(tokenizer, corpus: "D.Corpus", cache: str | os.PathLike | None 
     return stream
 
 
-def passkey_mix(tok, corpus, stream, seq_len, batch_size, n_passkey, seed, filler_chars=200_000) -> "D.PasskeyMix":
-    """Packed LM windows of ``seq_len`` with ``n_passkey`` miniature passkey rows per batch."""
+def passkey_mix(tok, corpus, stream, seq_len, batch_size, n_passkey, seed, filler_chars=200_000, every=1) -> "D.PasskeyMix":
+    """Packed LM windows of ``seq_len`` with ``n_passkey`` miniature passkey rows per ``every``-th batch."""
     from .retrieval import passkey_batch
 
     filler = D.filler_text(corpus, filler_chars)
     windows = D.PackedWindows(stream, seq_len, batch_size, seed=seed)
     sampler = lambda gen, n: passkey_batch(tok, filler, seq_len, n, gen, style="miniature")  # noqa: E731
-    return D.PasskeyMix(windows, sampler, n_passkey, seed=seed)
+    return D.PasskeyMix(windows, sampler, n_passkey, seed=seed, every=every)
 
 
 def save_base(model, tokenizer, out: str | os.PathLike, meta: dict, dtype=torch.bfloat16) -> str:

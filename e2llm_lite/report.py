@@ -1,0 +1,353 @@
+r"""Figures, claim verdicts and the generated ``REPORT.md`` of ``e2llm-lite reproduce``.
+
+Each plot helper returns ``(fig, ax)``, has a fixed size and writes a PNG atomically. :func:`claims`
+turns the measured numbers into a verdict per claim of the issue / paper:
+
+(a) ``none`` blows up past L (Table 3, first row; we call a ≥ 1.5× rise at 4·L a blow-up);
+(b) PI is fine up to its trained length g·L and worse past it;
+(c) E², trained only at L, has perplexity at 8–16·L no higher than at L, and below PI's past PI's
+    window (Table 3: E²-32K 2.99 → 2.46 from 4K to 32K);
+(d) the ablations order as in Tables 4–5 (full E² best; 4 sinks ≥ 2 > 0);
+(e) passkey retrieval at 8–16·L with E² ≥ 90 % exact where ``none`` fails (Fig. 6).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+__all__ = ["PAPER", "save_grid", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "write_report"]
+
+#: the paper's numbers we set ours beside (``shared/paper/DIGEST.md``; 7B, proof-pile, stride 256)
+PAPER = {
+    "table3": {
+        "lengths": ["4K", "8K", "16K", "32K", "64K"],
+        "rows": {
+            "Llama-2, none (4K)": [2.92, None, None, None, None],
+            "Vicuna-v1.5-16K, PI (16K)": [3.48, 3.17, 3.95, None, None],
+            "LongChat-v1.5-32K, PI (32K)": [3.54, 3.18, 2.91, 2.73, None],
+            "E²-LLM-16K (4K, g = 4)": [2.96, 2.71, 2.54, None, None],
+            "E²-LLM-32K (4K, g = 8)": [2.99, 2.74, 2.56, 2.46, None],
+            "E²-LLM-64K (4K, g = 16)": [3.06, 2.81, 2.62, 2.51, 2.56],
+        },
+    },
+    "table4": {"E²-LLM": 41.74, "no offset (t = 0)": 39.44, "fixed scale (g = 4)": 38.77},  # LongBench All
+    "table5": {0: 39.95, 2: 40.99, 4: 41.74, 6: 41.69},  # LongBench All per number of sinks
+}
+
+
+def _savefig(fig, path) -> str:
+    path = os.fspath(path)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{os.getpid()}{ext}"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def _fmt(v, digits=2) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def save_grid(grid, json_path, stem, title: str) -> None:
+    """``grid`` (:class:`e2llm_lite.evaluate.PplGrid`) -> JSON at ``json_path``, ``stem.md`` and ``stem.png``."""
+    import matplotlib.pyplot as plt
+
+    from .data import save_json
+
+    save_json(grid.to_dict(), json_path)
+    stem = Path(stem)
+    md = f"### {title}\n\n" + grid.to_markdown() + "\n"
+    tmp = stem.with_suffix(".md.tmp")
+    tmp.write_text(md, encoding="utf-8")
+    os.replace(tmp, stem.with_suffix(".md"))
+    fig, ax = grid.plot(None, title=title)
+    ax.set_yscale("log")
+    _savefig(fig, stem.with_suffix(".png"))
+    plt.close(fig)
+
+
+def plot_fig4(res: dict, path=None):
+    """Fig. 4 analogue: perplexity at L and 8·L (g = length/L) against E² fine-tuning steps."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in res["keys"]:
+        pts = [(p["step"], p[k]) for p in res["points"] if k in p]
+        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=k.replace("ppl@", "PPL at "))
+    ax.set_xlabel("E² fine-tuning step")
+    ax.set_ylabel("perplexity (g = length / L)")
+    ax.set_title("Fig. 4 in miniature: quality vs fine-tuning steps")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        _savefig(fig, path)
+        plt.close(fig)
+    return fig, ax
+
+
+def plot_fig5(res: dict, path=None):
+    """Fig. 5 analogue: E² perplexity vs length at fixed scales up to and past G_max."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for g, vals in res["ppl"].items():
+        seen = "seen" if int(g) <= res["g_max"] else "unseen"
+        ax.plot(res["lengths"], vals, marker="o", label=f"g = {g} ({seen})")
+    ax.plot(res["lengths"], res["auto"], marker="s", ls="--", color="k", label="g = length / L")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(res["lengths"], [str(n) for n in res["lengths"]])
+    ax.set_xlabel("evaluation window (tokens)")
+    ax.set_ylabel("perplexity")
+    ax.set_title(f"Fig. 5 in miniature: scales past G_max = {res['g_max']}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        _savefig(fig, path)
+        plt.close(fig)
+    return fig, ax
+
+
+def plot_fig6(grids: dict, path=None):
+    """Fig. 6 analogue: one exact-match heatmap (depth × length) per model."""
+    import matplotlib.pyplot as plt
+
+    from .retrieval import plot_heatmap
+
+    n = len(grids)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
+    for ax, (label, grid) in zip(axes[0], grids.items()):
+        plot_heatmap(grid, ax=ax, title=label)
+    fig.suptitle("Fig. 6 in miniature: passkey exact match", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        _savefig(fig, path)
+        plt.close(fig)
+    return fig, axes
+
+
+# --- claims ------------------------------------------------------------------------------------
+
+
+def _row(grid: dict, prefix: str):
+    for name, vals in zip(grid["rows"], grid["ppl"]):
+        if name.startswith(prefix):
+            return dict(zip(grid["lengths"], vals))
+    return {}
+
+
+def _mean_acc(grid: dict, lengths) -> float | None:
+    cols = [i for i, n in enumerate(grid["lengths"]) if n in lengths]
+    if not cols:
+        return None
+    vals = [grid["accuracy"][d][i] for d in range(len(grid["depths"])) for i in cols]
+    return sum(vals) / len(vals)
+
+
+def claims(out: dict, profile, L: int) -> dict:
+    """A verdict (holds / partly / does not hold) with the numbers behind it, per claim (a)–(e)."""
+    t3 = out["table3"]
+    lengths = t3["lengths"]
+    long = [n for n in lengths if n >= 8 * L] or [lengths[-1]]
+    res = {}
+    # (a) none blows up past L
+    none = _row(t3, "none")
+    base = _row(t3, "base")
+    far = 4 * L if 4 * L in none else lengths[-1]
+    ra, rb = none[far] / none[L], base[far] / base[L]
+    res["a"] = {"verdict": "holds" if min(ra, rb) >= 1.5 else "does not hold",
+                "evidence": f"none {none[L]:.2f} @L -> {none[far]:.2f} @{far} (×{ra:.1f}); base ×{rb:.1f}"}
+    # (b) PI fine up to g·L, worse past it
+    pi = _row(t3, "PI")
+    gL = profile.pi_scale * L
+    inside = [pi[n] for n in lengths if n <= gL]
+    past = [pi[n] for n in lengths if n > gL]
+    ok_in = max(inside) <= 1.25 * min(inside)
+    ok_past = bool(past) and max(past) > pi[gL] * 1.05
+    res["b"] = {"verdict": "holds" if ok_in and ok_past else ("partly" if ok_in or ok_past else "does not hold"),
+                "evidence": f"PI: " + ", ".join(f"{_fmt(pi[n])} @{n}" for n in lengths)}
+    # (c) E² long <= E² short, and < PI past PI's window
+    e2a = _row(t3, "E² (g = length")
+    fixed = [(name, dict(zip(lengths, v))) for name, v in zip(t3["rows"], t3["ppl"]) if name.startswith("E²-")]
+    best_fixed = min(((nm, r) for nm, r in fixed if all(r.get(n) is not None for n in long)),
+                     key=lambda x: sum(x[1][n] for n in long), default=(None, {}))
+    c1 = all(e2a[n] <= e2a[L] for n in long)
+    c1f = bool(best_fixed[1]) and all(best_fixed[1][n] <= best_fixed[1][L] for n in long)
+    c2 = all(e2a[n] < pi[n] for n in long)
+    ev = (f"E² g=length/L: {_fmt(e2a[L])} @L vs " + ", ".join(f"{_fmt(e2a[n])} @{n}" for n in long)
+          + f"; PI " + ", ".join(f"{_fmt(pi[n])} @{n}" for n in long))
+    if best_fixed[0]:
+        ev += f"; {best_fixed[0]}: {_fmt(best_fixed[1][L])} @L vs " + ", ".join(f"{_fmt(best_fixed[1][n])} @{n}" for n in long)
+    ev += f"; control (none) {_fmt(none[L])} @L"
+    res["c"] = {"verdict": "holds" if (c1 or c1f) and c2 else ("partly" if c1 or c1f or c2 else "does not hold"),
+                "evidence": ev, "long_le_short_auto": c1, "long_le_short_fixed": c1f, "below_pi": c2}
+    # (d) ablations
+    def mean_long(grid, prefix):
+        r = _row(grid, prefix)
+        vals = [r[n] for n in grid["lengths"] if n >= 2 * L and r.get(n) is not None]
+        return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
+
+    t4, t5 = out["table4"], out["table5"]
+    m_e2, m_no, m_fx = mean_long(t4, "E²"), mean_long(t4, "E² (no offset)"), mean_long(t4, "E² (fixed")
+    sinks = {int(n.split()[0]): mean_long(t5, n) for n in t5["rows"]}
+    d1 = m_e2 <= min(m_no, m_fx)
+    d2 = sinks.get(4, math.inf) <= min(v for k, v in sinks.items() if k < 4) if any(k < 4 for k in sinks) else False
+    res["d"] = {"verdict": "holds" if d1 and d2 else ("partly" if d1 or d2 else "does not hold"),
+                "evidence": f"geo-mean PPL over 2L..: E² {m_e2:.2f}, no offset {m_no:.2f}, fixed scale {m_fx:.2f}; "
+                + "sinks " + ", ".join(f"{k}: {v:.2f}" for k, v in sorted(sinks.items()))}
+    # (e) retrieval
+    f6 = out["fig6"]
+    e2g = next(v for k, v in f6.items() if k.startswith("E²"))
+    noneg = f6.get("none")
+    pk_long = [n for n in e2g["lengths"] if n >= 8 * L] or [max(e2g["lengths"])]
+    acc_e2, acc_none = _mean_acc(e2g, pk_long), _mean_acc(noneg, pk_long)
+    acc_e2_L, acc_base_L = _mean_acc(e2g, [L]), _mean_acc(f6["base"], [L])
+    res["e"] = {"verdict": "holds" if acc_e2 >= 0.9 and acc_none <= 0.1 else ("partly" if acc_e2 > acc_none else "does not hold"),
+                "evidence": f"exact match at {pk_long}: E² {acc_e2:.0%}, none {acc_none:.0%}; at L: base {acc_base_L:.0%}, E² {acc_e2_L:.0%}"}
+    return res
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _table_md(grid: dict) -> str:
+    head = "| model | " + " | ".join(str(n) for n in grid["lengths"]) + " |"
+    lines = [head, "|---|" + "---|" * len(grid["lengths"])]
+    for name, vals in zip(grid["rows"], grid["ppl"]):
+        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    return "\n".join(lines)
+
+
+def _paper_t3() -> str:
+    p = PAPER["table3"]
+    lines = ["| 7B model (train window) | " + " | ".join(p["lengths"]) + " |", "|---|" + "---|" * len(p["lengths"])]
+    for name, vals in p["rows"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    return "\n".join(lines)
+
+
+#: levers tried on the way to the miniature (probes on this 2-core machine; FACTS.md and this work)
+LEVERS = """\
+| lever | what it did (measured) |
+|---|---|
+| BPE of 2K tokens instead of bytes (FACTS probe) | the base *uses* its window (loss 3.88 at positions 0–8 → 2.75 at 128–256) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
+| L = 256 instead of 128 (FACTS probe) | more text per window; together with BPE the regime where long context pays. Kept. |
+| whole files as documents, held-out files scored on the same tokens at every length | every column of Table 3 scores the same tokens; only the context changes. Kept. |
+| passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer) | gives the base a copy circuit inside its window, the starting point of Fig. 6. Kept. |
+| passkey rows mixed into fine-tuning (25 % of rows, all schemes) | the paper mixes task data (§4.1). Kept. |
+"""
+
+
+def write_report(out: dict, summary: dict, path) -> str:
+    """``REPORT.md``: setup, our tables beside the paper's, figures, claim verdicts, levers, wall times."""
+    p = summary["profile"]
+    L = summary["L"]
+    cl = summary["claims"]
+    base = summary["base"]
+    pre = base.get("pretrain") or {}
+    wall = summary["wall_s"]
+    t4p, t5p = PAPER["table4"], PAPER["table5"]
+    lines = [
+        f"# E²-LLM in miniature — reproduction report ({p['name']} profile)",
+        "",
+        "> Generated by `e2llm-lite reproduce --profile " + p["name"] + "`; every number below comes from "
+        "`results/*.json` of the same run. Paper numbers: arXiv 2401.06951 (7B, proof-pile, LongBench).",
+        "",
+        "## Setup",
+        "",
+        f"- Base: Llama, {base['params']:,} parameters, BPE of {pre.get('spec', {}).get('vocab_size', '?')} tokens, "
+        f"pre-trained at L = {L} on the CPython {summary['python']} standard library (train split) for "
+        f"{pre.get('spec', {}).get('steps', '?')} steps "
+        f"({pre.get('wall_s', {}).get('total_this_call', '?')} s on this kind of 2-core CPU).",
+        f"- Fine-tuning: every scheme from the same base, {p['ft_steps']} steps × {p['ft_batch']} × {L} tokens "
+        f"(PI: {max(1, p['ft_batch'] // p['pi_scale'])} × {p['pi_scale'] * L}), lr {p['lr']}, AdamW β = (0.9, 0.95), "
+        f"G_max = {p['g_max']}, {int(p['pk_frac'] * 100)} % passkey rows; seed {summary['seed']}.",
+        f"- Evaluation: {summary['eval_segments']['n']} held-out files, the first "
+        f"{summary['eval_segments']['tokens']} tokens of each, windows overlapping by one token (every token after the "
+        "first scored exactly once, the same tokens in every column; only the context changes). Python "
+        f"{summary['python']}, torch {summary['torch']}, {summary['threads']} threads.",
+        "",
+        "## Table 3 — perplexity vs evaluation length",
+        "",
+        "Ours (tokens; L = " + str(L) + "):",
+        "",
+        _table_md(out["table3"]),
+        "",
+        "Paper (7B, L = 4K):",
+        "",
+        _paper_t3(),
+        "",
+        "![table3](table3.png)",
+        "",
+        "## Table 4 — ablations (ours: perplexity with g = length / L; paper: LongBench All, higher is better)",
+        "",
+        _table_md(out["table4"]),
+        "",
+        f"Paper: E²-LLM {t4p['E²-LLM']}, no offset {t4p['no offset (t = 0)']}, fixed scale {t4p['fixed scale (g = 4)']}.",
+        "",
+        "## Table 5 — number of sink tokens",
+        "",
+        _table_md(out["table5"]),
+        "",
+        "Paper (LongBench All): " + ", ".join(f"{k} sinks {v}" for k, v in t5p.items()) + ".",
+        "",
+        "## Fig. 4 — perplexity vs fine-tuning steps (E²)",
+        "",
+        "| step | " + " | ".join(out["fig4"]["keys"]) + " |",
+        "|---|" + "---|" * len(out["fig4"]["keys"]),
+        *[f"| {pt['step']} | " + " | ".join(_fmt(pt.get(k)) for k in out["fig4"]["keys"]) + " |" for pt in out["fig4"]["points"]],
+        "",
+        "![fig4](fig4.png) Paper: LongBench rises sharply in the first 5K of 30K iterations.",
+        "",
+        "## Fig. 5 — scales past G_max",
+        "",
+        "| g | " + " | ".join(str(n) for n in out["fig5"]["lengths"]) + " |",
+        "|---|" + "---|" * len(out["fig5"]["lengths"]),
+        *[f"| {g}{' (unseen)' if int(g) > out['fig5']['g_max'] else ''} | " + " | ".join(_fmt(v) for v in vals) + " |"
+          for g, vals in out["fig5"]["ppl"].items()],
+        "",
+        "![fig5](fig5.png) Paper: unseen scales 20–50 keep PPL low up to ~120K tokens, then it degrades.",
+        "",
+        "## Fig. 6 — passkey retrieval (exact match, mean over depths)",
+        "",
+        "| model | " + " | ".join(str(n) for n in next(iter(out["fig6"].values()))["lengths"]) + " |",
+        "|---|" + "---|" * len(next(iter(out["fig6"].values()))["lengths"]),
+        *[f"| {label} | " + " | ".join(f"{_mean_acc(g, [n]):.0%}" for n in g["lengths"]) + " |" for label, g in out["fig6"].items()],
+        "",
+        "![fig6](fig6.png)",
+        "",
+        "## Claims",
+        "",
+        "| claim | verdict | numbers |",
+        "|---|---|---|",
+        "| (a) `none` blows up past L | " + cl["a"]["verdict"] + " | " + cl["a"]["evidence"] + " |",
+        "| (b) PI fine up to its trained length, worse past it | " + cl["b"]["verdict"] + " | " + cl["b"]["evidence"] + " |",
+        "| (c) E² (trained at L) at 8–16·L ≤ E² at L, and below PI past PI's window | " + cl["c"]["verdict"] + " | " + cl["c"]["evidence"] + " |",
+        "| (d) ablations order as in Tables 4–5 | " + cl["d"]["verdict"] + " | " + cl["d"]["evidence"] + " |",
+        "| (e) passkey at 8–16·L with E² ≥ 90 % where `none` fails | " + cl["e"]["verdict"] + " | " + cl["e"]["evidence"] + " |",
+        "",
+    ]
+    notes = summary.get("notes")
+    if notes:
+        lines += ["## Discussion", "", notes, ""]
+    lines += [
+        "## Levers tried",
+        "",
+        LEVERS,
+        "## Wall time per phase (seconds, this machine)",
+        "",
+        "| phase | s |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in wall.items()],
+        f"| total (sum) | {round(sum(wall.values()), 1)} |",
+        "",
+    ]
+    path = Path(path)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)

@@ -1,0 +1,459 @@
+r"""``e2llm-lite reproduce``: the paper's experiments in miniature, on a laptop CPU.
+
+From one tiny pre-trained base (``e2llm_lite/assets``, rebuilt by ``e2llm-lite pretrain``: a 1.4 M
+parameter Llama, BPE of 2,048 tokens, window ``L = 256`` on the CPython standard library) we
+fine-tune every scheme of :data:`e2llm_lite.augment.SCHEMES` with **the same token budget**, then
+measure what the paper's tables and figures measure:
+
+=====================  ===========================================================================
+phase                  what it does (paper analogue)
+=====================  ===========================================================================
+``data``               held-out files (stable path-hash split) -> evaluation segments of ``16·L``
+``finetune:<run>``     ``none`` (continued at L), ``pi`` (g = 4 on 4·L sequences: pays 4× longer
+                       sequences for the same tokens), ``e2``, ``e2-no-offset``, ``e2-fixed-scale``
+                       (Table 4) and ``e2`` with 0 / 2 / 6 sinks (Table 5); a passkey task mix as
+                       the paper mixes task data (§4.1). The ``e2`` run also records PPL vs steps (Fig. 4)
+``table3``             perplexity at L … 16·L: base, none, PI, E² with g = length/L and with one fixed
+                       g per "E²-xK" row (Table 3)
+``table4``/``table5``  the ablations, same protocol (Tables 4–5 use LongBench; we use perplexity)
+``fig5``               E² at scales past G_max (unseen in training, Fig. 5)
+``fig6``               passkey exact match on a depth × length grid (Fig. 6)
+``report``             ``figures/REPORT.md``: our numbers beside the paper's, a verdict per claim
+=====================  ===========================================================================
+
+Outputs: ``<out>/results/*.json`` and ``<out>/figures/{table3,table4,table5}.{md,png}``,
+``fig4.png``, ``fig5.png``, ``fig6.png``, ``REPORT.md``. Work files (checkpoints, fine-tuned
+weights, a memo of every perplexity measured) go to ``--work``. **Resume:** a finished phase is
+skipped (its JSON exists), an unfinished fine-tuning resumes from its checkpoint
+(:func:`e2llm_lite.train.train`, bit-identical), and each perplexity cell is memoised, so an
+interrupted run picks up where it stopped with the same results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from . import data as D
+from .augment import AugmentConfig
+from .train import TrainConfig, train
+
+__all__ = ["Profile", "PROFILES", "Reproduction", "add_arguments", "run"]
+
+
+@dataclass
+class Profile:
+    """Sizes of one reproduction (``quick`` for tests, ``full`` for the shipped numbers)."""
+
+    name: str  # "quick" | "full"
+    ft_steps: int = 150  # fine-tuning optimizer steps per run (same for every scheme)
+    ft_batch: int = 4  # sequences of R = L tokens per step (PI: ft_batch / g sequences of g·L)
+    lr: float = 5e-4  # fine-tuning learning rate (constant after warm-up)
+    warmup: int = 10  # warm-up steps
+    g_max: int = 16  # G_max: E² draws g from {1..16} -> up to 16·L
+    pi_scale: int = 4  # PI's fixed g (trained on 4·L-token sequences)
+    fixed_scale: int = 4  # "e2-fixed-scale" ablation g (paper: 4)
+    sinks: tuple = (0, 2, 4, 6)  # Table 5 (4 is the main E² run)
+    pk_frac: float = 0.25  # share of fine-tuning rows that are passkey samples (task mix)
+    passkey_weight: float = 1.0  # extra CE weight on passkey answers
+    eval_mults: tuple = (1, 2, 4, 8, 16)  # evaluation lengths in units of L
+    eval_docs: int = 4  # held-out segments of max(eval_mults)·L tokens
+    table3_g: tuple = (4, 8, 16)  # fixed-g rows "E²-xK" (window g·L)
+    unseen_g: tuple = (16, 24, 32)  # Fig. 5 scales (G_max and beyond)
+    fig4_steps: tuple = (0, 25, 50, 100, 150)  # steps at which the e2 run is evaluated (Fig. 4)
+    fig4_mults: tuple = (1, 8)  # Fig. 4 lengths in units of L
+    fig4_docs: int = 2  # segments used for Fig. 4
+    pk_mults: tuple = (1, 2, 4, 8, 16)  # Fig. 6 lengths in units of L
+    pk_depths: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # Fig. 6 depths
+    pk_per_cell: int = 4  # samples per (depth, length) cell
+    train_chars: int | None = None  # cap on train text encoded (None = whole train split)
+    harmonic_run: bool = True  # lever: an extra E² run with P(g) ∝ 1/g (denser draw of small g)
+
+
+PROFILES = {
+    "full": Profile("full"),
+    "quick": Profile(
+        "quick", ft_steps=2, ft_batch=4, warmup=1, eval_mults=(1, 2, 4), eval_docs=1, table3_g=(4,),
+        unseen_g=(16, 24), fig4_steps=(0, 2), fig4_mults=(1, 4), fig4_docs=1, pk_mults=(1, 2),
+        pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000,
+    ),
+}
+
+
+def _runs(p: Profile) -> dict[str, dict]:
+    """Fine-tuning runs: name -> (scheme, AugmentConfig overrides)."""
+    runs = {
+        "none": dict(scheme="none"),
+        "pi": dict(scheme="pi", fixed_scale=p.pi_scale),
+        "e2": dict(scheme="e2"),
+        "e2-no-offset": dict(scheme="e2-no-offset"),
+        "e2-fixed-scale": dict(scheme="e2-fixed-scale", fixed_scale=p.fixed_scale),
+    }
+    for s in p.sinks:
+        if s != 4:
+            runs[f"e2-sink{s}"] = dict(scheme="e2", n_sink=s)
+    if p.harmonic_run:  # lever: P(g) ∝ 1/g puts ~30 % of the draws on g ∈ {1, 2} (uniform: 12.5 %)
+        h = [1.0 / g for g in range(1, p.g_max + 1)]
+        runs["e2-harmonic"] = dict(scheme="e2", scale_probs=tuple(x / sum(h) for x in h))
+    return runs
+
+
+def _passkey_rows(batch: int, frac: float) -> tuple[int, int]:
+    """(rows per batch, every k-th batch) giving a share ``frac`` of passkey rows."""
+    if frac <= 0:
+        return 0, 1
+    if batch * frac >= 1:
+        return min(batch, round(batch * frac)), 1
+    return 1, max(1, round(1 / (batch * frac)))
+
+
+def _ppl(model, segments, length: int, g, L: int):
+    """Perplexity at ``length``: windows overlap by one token, so every token after the first is scored
+    exactly once at every length (the same tokens in every column); only its context changes."""
+    from .evaluate import perplexity
+
+    return perplexity(model, segments, length, stride=length - 1, g=g, base_window=L, batch_size=4)
+
+
+def _write_json(obj, path) -> str:
+    return D.save_json(obj, path)
+
+
+class Reproduction:
+    """One reproduction: profile, seed, folders, the base, the data — and every phase as a method."""
+
+    def __init__(self, profile: Profile, out: str | os.PathLike, work: str | os.PathLike, seed: int = 0,
+                 base: str | os.PathLike | None = None, progress: bool = True) -> None:
+        from .pretrain import load_base
+
+        self.p, self.seed, self.progress = profile, int(seed), progress
+        self.out, self.work = Path(out), Path(work)
+        self.results, self.figures = self.out / "results", self.out / "figures"
+        for d in (self.results, self.figures, self.work):
+            d.mkdir(parents=True, exist_ok=True)
+        self.base_path = Path(base) if base else D.ASSETS
+        self.base, self.tok, self.base_meta = load_base(self.base_path)
+        self.L = int(self.base.config.max_position_embeddings)
+        self.models: dict[str, torch.nn.Module] = {}
+        self.times = self._load(self.work / "times.json") or {}
+        self.memo = self._load(self.work / "ppl_memo.json") or {}
+
+    # --- small helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(path):
+        path = Path(path)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def _timed(self, name, fn):
+        """Run phase ``name`` unless its wall time is recorded (= finished); record it."""
+        if name in self.times:
+            return
+        t0 = time.perf_counter()
+        fn()
+        self.times[name] = round(time.perf_counter() - t0, 1)
+        _write_json(self.times, self.work / "times.json")
+        if self.progress:
+            print(f"[reproduce] {name}: {self.times[name]:.1f} s", flush=True)
+
+    # --- phase: data ---------------------------------------------------------------------------
+
+    def load_data(self) -> None:
+        """Held-out evaluation segments and passkey haystack (cached in the work folder)."""
+        from safetensors.torch import load_file, save_file
+
+        p, L = self.p, self.L
+        cache, filler = self.work / "eval_segments.safetensors", self.work / "heldout_filler.txt"
+        if cache.is_file() and filler.is_file() and (self.work / "heldout_meta.json").is_file():
+            seg = load_file(str(cache))
+            self.segments = [seg[f"{i:04d}"] for i in range(len(seg))]
+            self.filler = filler.read_text(encoding="utf-8")
+            self.heldout_meta = self._load(self.work / "heldout_meta.json")
+        else:
+            held = D.load_corpus(split="heldout")
+            docs = D.encode_docs(self.tok, held.docs)
+            self.heldout_meta = held.meta
+            # the first 16·L tokens of the first long held-out files: the same tokens in every column
+            self.segments = D.long_segments(docs, max(p.eval_mults) * L, p.eval_docs)
+            self.filler = D.filler_text(held, 200_000)  # passkey haystacks for evaluation: held-out text
+            save_file({f"{i:04d}": s.contiguous() for i, s in enumerate(self.segments)}, str(cache))
+            filler.write_text(self.filler, encoding="utf-8")
+            _write_json(self.heldout_meta, self.work / "heldout_meta.json")
+        self.fig4_segments = self.segments[: p.fig4_docs]
+        self._train = None
+
+    def train_data(self):
+        """(train corpus, packed train token stream) — loaded only when a fine-tuning has to run."""
+        from .pretrain import train_tokens
+
+        if self._train is None:
+            corpus = D.load_corpus(split="train")
+            stream = train_tokens(self.tok, corpus, cache=self.work / "train_tokens.safetensors",
+                                  max_chars=self.p.train_chars)
+            self._train = (corpus, stream)
+        return self._train
+
+    # --- phase: fine-tuning --------------------------------------------------------------------
+
+    def _fresh_base(self):
+        import copy
+
+        m = copy.deepcopy(self.base)
+        for q in m.parameters():
+            q.requires_grad_(True)
+        return m
+
+    def finetune(self, name: str, spec: dict) -> None:
+        from .pretrain import passkey_mix
+        from safetensors.torch import load_file, save_file
+
+        p, L = self.p, self.L
+        path = self.work / "models" / f"{name}.safetensors"
+        if path.is_file():  # finished earlier
+            m = self._fresh_base()
+            m.load_state_dict(load_file(str(path)))
+            self.models[name] = m.eval()
+            return
+        scheme = spec["scheme"]
+        g_train = spec.get("fixed_scale", 1) if scheme == "pi" else 1
+        R = L * g_train  # PI pays g× longer sequences; E² trains at R = L
+        batch = max(1, p.ft_batch // g_train)  # same tokens per step for every scheme
+        aug = AugmentConfig(base_window=L, train_len=R, g_max=p.g_max, n_sink=spec.get("n_sink", 4),
+                            fixed_scale=spec.get("fixed_scale"), scale_probs=spec.get("scale_probs"))
+        # passkey share of rows: p.pk_frac of every batch, or of every k-th batch when the batch is small
+        n_pk, every = _passkey_rows(batch, p.pk_frac)
+        corpus, stream = self.train_data()
+        data = passkey_mix(self.tok, corpus, stream, R, batch, n_pk, self.seed + 1, 200_000, every)
+        cfg = TrainConfig(steps=p.ft_steps, lr=p.lr, warmup_steps=p.warmup, batch_size=batch, seed=self.seed,
+                          scheme=scheme, augment=aug, checkpoint_dir=str(self.work / "ckpt" / name),
+                          checkpoint_every=max(10, p.ft_steps // 5), log_every=5)
+        model = self._fresh_base()
+        on_step = None
+        if name == "e2":  # Fig. 4: PPL vs fine-tuning steps
+            def on_step(step, m, rec):
+                if step not in p.fig4_steps:
+                    return None
+                return {f"ppl@{k * L}": _ppl(m, self.fig4_segments, k * L, "auto", L).ppl for k in p.fig4_mults}
+            if 0 in p.fig4_steps and "fig4_step0" not in self.memo:
+                self.memo["fig4_step0"] = {f"ppl@{k * L}": _ppl(model, self.fig4_segments, k * L, "auto", L).ppl
+                                           for k in p.fig4_mults}
+                _write_json(self.memo, self.work / "ppl_memo.json")
+        res = train(model, data, cfg, progress=self.progress, on_step=on_step,
+                    extra_loss=data.answer_loss(p.passkey_weight) if data.n_passkey else None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)
+        hist = res.history
+        _write_json({"name": name, "scheme": scheme, "train_len": R, "batch": batch, "n_passkey": data.n_passkey,
+                     "config": cfg.to_dict(), "history": hist}, self.work / "train" / f"{name}.json")
+        self.models[name] = model.eval()
+
+    # --- perplexity with a memo ----------------------------------------------------------------
+
+    def ppl(self, run: str, g, length: int) -> float:
+        """Perplexity of model ``run`` ("base" or a fine-tuned run) at ``length`` with scale rule ``g``."""
+
+        key = f"{run}|{g}|{length}"
+        if key not in self.memo:
+            model = self.base if run == "base" else self.models[run]
+            r = _ppl(model, self.segments, length, g, self.L)
+            self.memo[key] = r.to_dict()
+            _write_json(self.memo, self.work / "ppl_memo.json")
+        return self.memo[key]["ppl"]
+
+    def grid(self, rows: dict[str, tuple], stem: str, title: str) -> dict:
+        """rows: label -> (run, g rule, max length or None). Writes results/<stem>.json, figures/<stem>.md/png."""
+        from .evaluate import PplGrid
+
+        lengths = [k * self.L for k in self.p.eval_mults]
+        ppl, gs, ns = [], [], []
+        for label, (run, g, max_len) in rows.items():
+            rp, rg, rn = [], [], []
+            for n in lengths:
+                if max_len is not None and n > max_len:
+                    rp.append(None), rg.append(None), rn.append(None)
+                    continue
+                rp.append(self.ppl(run, g, n))
+                m = self.memo[f"{run}|{g}|{n}"]
+                rg.append(m["g"]), rn.append(m["n_tokens"])
+            ppl.append(rp), gs.append(rg), ns.append(rn)
+        grid = PplGrid(list(rows), lengths, ppl, gs, ns, None, "new",  # stride = window - 1 (see ppl)
+                       {"segments": len(self.segments), "segment_tokens": len(self.segments[0]), "L": self.L})
+        from .report import save_grid
+
+        save_grid(grid, self.results / f"{stem}.json", self.figures / stem, title)
+        return grid.to_dict()
+
+    # --- phases: tables and figures ------------------------------------------------------------
+
+    def table3(self) -> dict:
+        p, L = self.p, self.L
+        rows = {
+            "base (no fine-tuning)": ("base", None, None),
+            f"none, continued at {L} (g = 1)": ("none", None, None),
+            f"PI at {p.pi_scale * L} (g = {p.pi_scale})": ("pi", p.pi_scale, None),
+            "E² (g = length / L)": ("e2", "auto", None),
+        }
+        for g in p.table3_g:
+            rows[f"E²-{_k(g * L)} (g = {g})"] = ("e2", g, g * L)
+        if p.harmonic_run:
+            rows["E², P(g) ∝ 1/g (g = length / L)"] = ("e2-harmonic", "auto", None)
+        return self.grid(rows, "table3", "Table 3 in miniature: perplexity vs evaluation length")
+
+    def table4(self) -> dict:
+        rows = {"E²": ("e2", "auto", None), "E² (no offset)": ("e2-no-offset", "auto", None),
+                f"E² (fixed scale g = {self.p.fixed_scale})": ("e2-fixed-scale", "auto", None)}
+        return self.grid(rows, "table4", "Table 4 in miniature: ablations (g = length / L)")
+
+    def table5(self) -> dict:
+        rows = {f"{s} sinks": ("e2" if s == 4 else f"e2-sink{s}", "auto", None) for s in self.p.sinks}
+        return self.grid(rows, "table5", "Table 5 in miniature: number of sink tokens (g = length / L)")
+
+    def fig5(self) -> dict:
+        from .report import plot_fig5
+
+        L = self.L
+        lengths = [k * L for k in self.p.eval_mults]
+        lines = {g: [self.ppl("e2", g, n) for n in lengths] for g in self.p.unseen_g}
+        res = {"lengths": lengths, "g_max": self.p.g_max, "ppl": {str(g): v for g, v in lines.items()},
+               "auto": [self.ppl("e2", "auto", n) for n in lengths]}
+        _write_json(res, self.results / "fig5.json")
+        plot_fig5(res, self.figures / "fig5.png")
+        return res
+
+    def fig4(self) -> dict:
+        from .report import plot_fig4
+
+        hist = self._load(self.work / "train" / "e2.json")["history"]
+        keys = [f"ppl@{k * self.L}" for k in self.p.fig4_mults]
+        pts = [{"step": 0, **self.memo.get("fig4_step0", {})}] if "fig4_step0" in self.memo else []
+        pts += [{"step": h["step"], **{k: h[k] for k in keys}} for h in hist if keys[0] in h]
+        loss = [[h["step"], h["loss"]] for h in hist]
+        res = {"points": pts, "loss": loss, "keys": keys}
+        _write_json(res, self.results / "fig4.json")
+        plot_fig4(res, self.figures / "fig4.png")
+        return res
+
+    def fig6(self) -> dict:
+        from .retrieval import retrieval_grid
+        from .report import plot_fig6
+
+        p, L = self.p, self.L
+        specs = {"base": ("base", "auto"), "none": ("none", "auto"), f"PI (g = {p.pi_scale})": ("pi", p.pi_scale),
+                 "E² (g = length / L)": ("e2", "auto")}
+        out = {}
+        for label, (run, g) in specs.items():
+            model = self.base if run == "base" else self.models[run]
+            key = f"fig6|{run}|{g}"
+            if key not in self.memo:
+                if run in ("base", "none"):
+                    g_rule = None  # no scaling: plain extrapolation
+                else:
+                    g_rule = g
+                grid = retrieval_grid(model, self.tok, self.filler, [k * L for k in p.pk_mults], list(p.pk_depths),
+                                      n_per_cell=p.pk_per_cell, seed=self.seed, g=g_rule, base_window=L)
+                self.memo[key] = grid
+                _write_json(self.memo, self.work / "ppl_memo.json")
+            out[label] = self.memo[key]
+        _write_json(out, self.results / "fig6.json")
+        plot_fig6(out, self.figures / "fig6.png")
+        return out
+
+    # --- everything ----------------------------------------------------------------------------
+
+    def run_all(self) -> dict:
+        t0 = time.perf_counter()
+        self._timed_data()
+        for name, spec in _runs(self.p).items():
+            t = time.perf_counter()
+            done = f"finetune:{name}" in self.times
+            self.finetune(name, spec)
+            if not done:
+                self.times[f"finetune:{name}"] = round(time.perf_counter() - t, 1)
+                _write_json(self.times, self.work / "times.json")
+        out = {}
+        for name in ("table3", "table4", "table5", "fig4", "fig5", "fig6"):
+            path = self.results / f"{name}.json"
+            if name in self.times and path.is_file():
+                out[name] = self._load(path)
+                continue
+            self.times.pop(name, None)
+            self._timed(name, lambda n=name: out.__setitem__(n, getattr(self, n)()))
+        summary = {
+            "profile": asdict(self.p),
+            "seed": self.seed,
+            "L": self.L,
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "threads": torch.get_num_threads(),
+            "base": {"path": self.base_path.name if self.base_path == D.ASSETS else str(self.base_path),
+                     "params": sum(q.numel() for q in self.base.parameters()), "pretrain": self.base_meta},
+            "heldout": self.heldout_meta,
+            "eval_segments": {"n": len(self.segments), "tokens": len(self.segments[0])},
+            "runs": {n: self._load(self.work / "train" / f"{n}.json") for n in _runs(self.p)},
+            "wall_s": dict(self.times),
+            "wall_s_this_call": round(time.perf_counter() - t0, 1),
+        }
+        for r in summary["runs"].values():  # keep the summary small: no per-step history
+            if r is not None:
+                h = r.pop("history")
+                r["loss_first"], r["loss_last"] = h[0]["loss"], sum(x["loss"] for x in h[-10:]) / len(h[-10:])
+                r["tokens_per_s"] = sum(x["tokens_per_s"] for x in h) / len(h)
+        from .report import claims, write_report
+
+        summary["claims"] = claims(out, self.p, self.L)
+        _write_json(summary, self.results / "reproduce.json")
+        write_report(out, summary, self.figures / "REPORT.md")
+        return summary
+
+    def _timed_data(self):
+        t = time.perf_counter()
+        self.load_data()
+        if "data" not in self.times:
+            self.times["data"] = round(time.perf_counter() - t, 1)
+            _write_json(self.times, self.work / "times.json")
+
+
+def _k(n: int) -> str:
+    return f"{n // 1024}K" if n % 1024 == 0 else str(n)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
+                   help="quick: ~3 min smoke reproduction (tests); full: the shipped numbers (~35-45 min on 2 cores)")
+    p.add_argument("--out", default=None, help="results/ and figures/ go here (default: runs/quick; full: .)")
+    p.add_argument("--work", default=None, help="checkpoints and caches (default: runs/<profile>/work)")
+    p.add_argument("--seed", type=int, default=0, help="seed of draws, data order and passkeys")
+    p.add_argument("--base", default=None, help="folder of a base model (default: the shipped assets)")
+    p.add_argument("--steps", type=int, default=None, help="override fine-tuning steps per run")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prof = PROFILES[args.profile]
+    if args.steps is not None:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        prof = replace(prof, ft_steps=args.steps, fig4_steps=tuple(s for s in prof.fig4_steps if s <= args.steps))
+    out = args.out or ("." if prof.name == "full" else f"runs/{prof.name}")
+    work = args.work or f"runs/{prof.name}/work"
+    t0 = time.perf_counter()
+    rep = Reproduction(prof, out, work, seed=args.seed, base=args.base, progress=not args.no_progress)
+    summary = rep.run_all()
+    print(f"[reproduce] profile {prof.name} done in {time.perf_counter() - t0:.0f} s; "
+          f"report: {Path(out) / 'figures' / 'REPORT.md'}")
+    for k, v in summary["claims"].items():
+        print(f"  claim ({k}): {v['verdict']} — {v['evidence']}")
+    return 0
