@@ -404,7 +404,8 @@ def to_markdown(rows: list[dict], cfg: PlanConfig | None = None) -> str:
     pi = sum(r["gpu_hours"] for r in rows if r["method"] == "PI")
     lines.append("")
     lines.append(f"To serve {', '.join(_fmt_len(x) for x in rows[0]['serves'])}: E² one run, {e2:.1f} GPU-h; "
-                 f"PI one run per window, {pi:.1f} GPU-h ({pi / e2:.1f}×).")
+                 f"PI one run per window, {pi:.1f} GPU-h ({pi / e2:.1f}×). Equal steps and global batch of "
+                 f"sequences; a PI step holds L′/R times the tokens. tokens/s at an assumed utilisation.")
     return "\n".join(lines)
 
 

@@ -265,6 +265,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "model": cfg.model, "mode": cfg.mode, "scheme": cfg.scheme, "device": str(device), "base_window": L,
         "optimizer": opt_name, "attn_implementation": str(base.config._attn_implementation),
         "steps": result.step, "resumed_from": result.resumed_from, "final_loss": result.final_loss,
+        "data_windows_used": result.step * tcfg.grad_accum * cfg.micro_batch,  # batch index i -> same windows
         "tokens_per_s": (sum(r["tokens_per_s"] for r in result.history[result.resumed_from:]) /
                          max(1, len(result.history) - result.resumed_from)),
         **counts,
