@@ -101,16 +101,20 @@ def one_case(shape, mode: str, scheme: str, seq_len: int, args, device, peak_flo
                            param_bytes=2 if device.type == "cuda" else 4, gpu=gpu or "a100-80gb")
     rec["estimate_gib"] = est.total / planner.GiB
     rec["estimate_tokens_per_s"] = est.tokens_per_s if gpu else None  # at the planner's assumed utilisation
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = opt = None
     try:
         torch.manual_seed(0)
         model = build_model(shape, L, device, dtype, args.attn or modes.pick_attn_implementation(device))
         if mode == "qlora":
             quantize_nf4_(model, dtype)
         model = modes.apply_mode(model, modes.ModeConfig(mode=mode, device=str(device)))
+        if device.type == "cuda":  # measure training, not the bf16 build that QLoRA quantises away
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            rec["weights_allocated_gib"] = torch.cuda.memory_allocated(device) / planner.GiB
+            rec["estimate_weights_gib"] = est.weights / planner.GiB
         opt = modes.optimizer_factory("paged_adamw8bit" if mode == "full" and device.type == "cuda" else "adamw",
                                       lr=1e-5)
         aug = AugmentConfig(base_window=L, train_len=seq_len, g_max=max(20, -(-seq_len // L)),

@@ -73,9 +73,25 @@ def test_loading_is_safetensors_only_and_no_remote_code(tiny_dir, monkeypatch):
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
     modes.load_model(tiny_dir, _cpu("full"))
     assert seen["use_safetensors"] is True and seen["trust_remote_code"] is False
+    modes.load_model(tiny_dir, _cpu("full", trust_remote_code=True))  # opt-in only
+    assert seen["trust_remote_code"] is True
     assert modes.pick_attn_implementation("cpu") == "sdpa"
     with pytest.raises(ValueError, match="flash_attention_2"):
         modes.load_model(tiny_dir, _cpu("full", attn_implementation="flash_attention_2"))
+
+
+@pytest.mark.parametrize("has_flash,capability,want", [
+    (True, (8, 0), "flash_attention_2"), (True, (9, 0), "flash_attention_2"), (True, (7, 5), "sdpa"),
+    (False, (9, 0), "sdpa"),
+])
+def test_attention_kernel_choice(monkeypatch, has_flash, capability, want):
+    real = importlib.util.find_spec
+    fake_spec = real("json")  # any spec object: "importable"
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (fake_spec if has_flash else None) if name == "flash_attn" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert modes.pick_attn_implementation("cuda") == want
+    assert modes.pick_attn_implementation("cpu") == "sdpa"
 
 
 def test_qlora_on_cpu_quantizes_and_trains_adapters(tiny_dir):
