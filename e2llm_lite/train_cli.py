@@ -224,6 +224,7 @@ def build_data(cfg: FinetuneConfig, tokenizer):
 def finetune(cfg: FinetuneConfig) -> dict:
     """Run steps 1–4 of the module docstring; returns model, tokenizer, train result, export paths, summary."""
     t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from torch's global RNG: same seed, same run
     # 1) model in its mode
     mcfg = modes.ModeConfig(
         mode=cfg.mode, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, device=cfg.device,

@@ -184,20 +184,38 @@ def test_longlora_extra_weights_survive_adapter_export(tiny_dir, tmp_path):
         torch.testing.assert_close(again(input_ids=ids).logits, ref, atol=1e-5, rtol=1e-5)
 
 
+class Interrupted(Exception):
+    pass
+
+
 def test_lora_resume_equals_uninterrupted(tiny_dir, tmp_path):
-    """Interrupted after 2 of 5 steps, a fresh process (new model, new adapters) resumes to identical weights."""
+    """A 5-step LoRA run killed in step 3, resumed in a fresh model (other adapter init), ends bit-identical."""
     from safetensors.torch import load_file
 
-    def run(steps, ckpt, seed_init):
+    cfg = dict(steps=5, grad_accum=2, warmup_steps=2, schedule="cosine", checkpoint_every=1)
+
+    def fresh(seed_init):
         torch.manual_seed(seed_init)  # a different adapter init: resume must overwrite it
-        m = modes.load_model(tiny_dir, _cpu("lora"))
-        train(m, _batches(), _tcfg(steps=steps, grad_accum=2, warmup_steps=2, schedule="cosine",
-                                   checkpoint_dir=str(ckpt), checkpoint_every=1), progress=False)
+        return modes.load_model(tiny_dir, _cpu("lora"))
+
+    def trainable(m):
         return {n: p.detach().clone() for n, p in m.named_parameters() if p.requires_grad}
 
-    straight = run(5, tmp_path / "a", 0)
-    run(2, tmp_path / "b", 0)
-    resumed = run(5, tmp_path / "b", 123)
+    m = fresh(0)
+    train(m, _batches(), _tcfg(checkpoint_dir=str(tmp_path / "a"), **cfg), progress=False)
+    straight = trainable(m)
+
+    def crash(step, model, rec):  # dies after step 3's update, before its checkpoint: step 3 is lost
+        if step == 3:
+            raise Interrupted
+
+    m = fresh(0)
+    with pytest.raises(Interrupted):
+        train(m, _batches(), _tcfg(checkpoint_dir=str(tmp_path / "b"), **cfg), progress=False, on_step=crash)
+    m = fresh(123)
+    res = train(m, _batches(), _tcfg(checkpoint_dir=str(tmp_path / "b"), **cfg), progress=False)
+    assert res.resumed_from == 2
+    resumed = trainable(m)
     assert straight.keys() == resumed.keys()
     for n in straight:
         assert torch.equal(straight[n], resumed[n]), n  # bit-identical
