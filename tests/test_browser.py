@@ -33,6 +33,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SERVER_TIMEOUT_S = 40  # JupyterLab up and answering
 RUN_ALL_TIMEOUT_S = 70  # every cell of notebook 02 executed (it runs in ~20 s on 2 busy cores)
 REDRAW_TIMEOUT_S = 20  # figure redrawn after the slider moved
+ERROR_OUTPUTS = ('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], '
+                 '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]')
 G_AFTER = 12  # the value the test gives the g slider (notebook default: 5)
 
 
@@ -69,6 +71,9 @@ def lab(tmp_path):
     notif = settings / "@jupyterlab" / "apputils-extension"
     notif.mkdir(parents=True)
     (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    tracker = settings / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True)  # keep every cell in the DOM (no virtual scrolling), so all prompts can be read
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
 
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
@@ -160,6 +165,8 @@ def test_notebook02_g_slider_redraws_the_figure(lab):
             # 3) wait until every code cell has an execution count and the kernel is idle again
             deadline = time.monotonic() + RUN_ALL_TIMEOUT_S
             while True:
+                errors = page.locator(ERROR_OUTPUTS).all_inner_texts()
+                assert not [e for e in errors if "Error" in e or "Traceback" in e], f"a cell raised: {errors}"
                 prompts = page.eval_on_selector_all(
                     ".jp-Notebook .jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
                 done = sum(p.startswith("[") and p[1:-2].isdigit() for p in prompts)
@@ -167,8 +174,6 @@ def test_notebook02_g_slider_redraws_the_figure(lab):
                     break
                 assert time.monotonic() < deadline, f"only {done}/{n_code} cells ran within {RUN_ALL_TIMEOUT_S} s: {prompts}"
                 time.sleep(0.5)
-            errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
-            assert not [e for e in errors if "Error" in e or "Traceback" in e], f"cells raised: {errors}"
 
             # 4) the widget's figure: hash it, move g, wait for a new image
             img = page.locator(".e2-figure-out img").first
