@@ -27,8 +27,8 @@ every figure by executing the notebooks that draw them.
 """
 from __future__ import annotations
 
+import io
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -143,8 +143,6 @@ def save_figure(fig, name: str, data: Mapping, directory: str | os.PathLike | No
         raise ValueError(f"figure name must be a plain file stem like 'fig2_position_indices', got {name!r}")
     d = Path(directory) if directory is not None else figures_dir()
     d.mkdir(parents=True, exist_ok=True)
-    import io
-
     buf = io.BytesIO()
     # no Software/date metadata: the same figure gives the same bytes
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
