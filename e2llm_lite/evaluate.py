@@ -21,8 +21,10 @@ RoPE position 0.
 **Two scoring conventions** (:data:`CONVENTIONS`):
 
 * ``"new"`` — score only the tokens new to each window (the first window scores all of its tokens).
-  Every token of a document is scored exactly once, and each with ``window − stride`` tokens of
-  context or more once the first window is passed. This is the Hugging Face perplexity guide's
+  With ``stride < window`` every token of a document but the first is scored exactly once, each with
+  ``window − stride`` tokens of context or more once the first window is passed. With disjoint
+  windows (``stride = window``) the first token of every window has no context inside its window
+  and is not scored; ``stride = window − 1`` scores every token once with windows of full length. This is the Hugging Face perplexity guide's
   sliding window (Press et al. 2021, "Shortformer"), used by PoSE and YaRN.
 * ``"all"`` — score every token of every window, as LongLoRA's ``eval.py`` does (its windows are
   ``seq_length`` long and move by ``sliding_window = 256``). Overlapping windows then score a token
