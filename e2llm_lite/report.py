@@ -38,12 +38,24 @@ PAPER = {
 
 
 def _savefig(fig, path) -> str:
-    path = os.fspath(path)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{os.getpid()}{ext}"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    from .evaluate import _atomic_savefig
+
+    _atomic_savefig(fig, path)
+    return os.fspath(path)
+
+
+def _finish(fig, ax, path, title: str):
+    """Common end of the line plots: title, grid, legend, save (and close) when ``path`` is given."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        _savefig(fig, path)
+        plt.close(fig)
+    return fig, ax
 
 
 def _fmt(v, digits=2) -> str:
@@ -78,14 +90,7 @@ def plot_fig4(res: dict, path=None):
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=k.replace("ppl@", "PPL at "))
     ax.set_xlabel("E² fine-tuning step")
     ax.set_ylabel("perplexity (g = length / L)")
-    ax.set_title("Fig. 4 in miniature: quality vs fine-tuning steps")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    if path is not None:
-        _savefig(fig, path)
-        plt.close(fig)
-    return fig, ax
+    return _finish(fig, ax, path, "Fig. 4 in miniature: quality vs fine-tuning steps")
 
 
 def plot_fig5(res: dict, path=None):
@@ -102,14 +107,7 @@ def plot_fig5(res: dict, path=None):
     ax.set_xticks(res["lengths"], [str(n) for n in res["lengths"]])
     ax.set_xlabel("evaluation window (tokens)")
     ax.set_ylabel("perplexity")
-    ax.set_title(f"Fig. 5 in miniature: scales past G_max = {res['g_max']}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        _savefig(fig, path)
-        plt.close(fig)
-    return fig, ax
+    return _finish(fig, ax, path, f"Fig. 5 in miniature: scales past G_max = {res['g_max']}")
 
 
 def plot_fig6(grids: dict, path=None):
@@ -214,6 +212,44 @@ def claims(out: dict, profile, L: int) -> dict:
 # --- report ------------------------------------------------------------------------------------
 
 
+def discussion(out: dict, L: int) -> str:
+    """Paragraphs that read the numbers: short-context cost, long-context gain, PI's cliff, unseen g."""
+    t3 = out["table3"]
+    lengths = t3["lengths"]
+    none, base, pi, e2 = _row(t3, "none"), _row(t3, "base"), _row(t3, "PI"), _row(t3, "E² (g = length")
+    paras = []
+    cost = e2[L] / none[L] - 1
+    paras.append(
+        f"**Short-context cost.** At L = {L}, E² (g = 1) reads {e2[L]:.2f} against {none[L]:.2f} for the control "
+        f"fine-tuned with the same tokens and no scaling ({cost:+.1%}); the paper pays +2.4 % (2.92 → 2.99 for "
+        f"E²-32K at 4K, which is evaluated at g = 8). With G_max = 16 and a uniform P, g = 1 is drawn 1/16 of the time.")
+    best = min((n for n in lengths if e2.get(n) is not None), key=lambda n: e2[n])
+    paras.append(
+        f"**Long context.** E² with g = length / L is lowest at {best} tokens ({e2[best]:.2f}); at {lengths[-1]} it "
+        f"reads {e2[lengths[-1]]:.2f}, while the unscaled base reads {base[lengths[-1]]:.2f} and PI (g = 4, trained on "
+        f"{4 * L}-token sequences) {pi[lengths[-1]]:.2f}. The paper's E² perplexity keeps falling up to 32K because a "
+        "7B model keeps drawing on context tens of thousands of tokens back; a 1.4 M-parameter model on code gains "
+        f"little past a few hundred tokens (base: {base[L]:.2f} @ {L} with contexts 0..{L - 1}).")
+    harm = _row(t3, "E², P(g)")
+    if harm:
+        paras.append(
+            "**Lever: denser small g.** P(g) ∝ 1/g (≈ 30 % of draws on g ≤ 2 instead of 12.5 %) gives "
+            + ", ".join(f"{_fmt(harm[n])} @{n}" for n in lengths) + " against uniform P's "
+            + ", ".join(f"{_fmt(e2[n])} @{n}" for n in lengths) + ".")
+    f5 = out["fig5"]
+    last = f5["lengths"][-1]
+    gm = str(f5["g_max"])
+    if gm in f5["ppl"]:
+        ref = f5["ppl"][gm][-1]
+        paras.append(
+            f"**Unseen scales (Fig. 5).** At {last} tokens, g = {gm} (the largest trained) gives {ref:.2f}; "
+            + ", ".join(f"g = {g}: {v[-1]:.2f}" for g, v in f5["ppl"].items() if g != gm)
+            + " — scales past G_max keep working for lengths they cover, as in the paper, at a cost that grows "
+            "with g (coarser positions).")
+    return "\n\n".join(paras)
+
+
+
 def _table_md(grid: dict) -> str:
     head = "| model | " + " | ".join(str(n) for n in grid["lengths"]) + " |"
     lines = [head, "|---|" + "---|" * len(grid["lengths"])]
@@ -237,8 +273,10 @@ LEVERS = """\
 | BPE of 2K tokens instead of bytes (FACTS probe) | the base *uses* its window (loss 3.88 at positions 0–8 → 2.75 at 128–256) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
 | L = 256 instead of 128 (FACTS probe) | more text per window; together with BPE the regime where long context pays. Kept. |
 | whole files as documents, held-out files scored on the same tokens at every length | every column of Table 3 scores the same tokens; only the context changes. Kept. |
-| passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer) | gives the base a copy circuit inside its window, the starting point of Fig. 6. Kept. |
-| passkey rows mixed into fine-tuning (25 % of rows, all schemes) | the paper mixes task data (§4.1). Kept. |
+| passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer, 900 steps × 8 × 256) | **dropped**: 0 % exact even at L, and the LM stalled at PPL 146 @L (the answer loss competed with language modelling on a budget of 1.8 M tokens). The shipped base is a pure LM: 1,200 steps × 16 × 256 (4.9 M tokens). |
+| passkey rows mixed into fine-tuning (12.5 % of rows, all schemes, extra CE on the answer) | the paper mixes task data (§4.1); kept, but a few hundred passkey samples do not teach a 1.4 M model to copy (see Fig. 6). |
+| P(g) ∝ 1/g instead of uniform (extra run `e2-harmonic`) | measured in the same run: Table 3 row "E², P(g) ∝ 1/g" and the Discussion. |
+| threads: 1 instead of 2 for evaluation while other jobs load the 2 cores | 5× faster wall time under load (one forward pass of small matrices waits on the slower thread); 2 threads are faster on an idle machine (`--threads`). |
 """
 
 
@@ -331,7 +369,7 @@ def write_report(out: dict, summary: dict, path) -> str:
         "| (e) passkey at 8–16·L with E² ≥ 90 % where `none` fails | " + cl["e"]["verdict"] + " | " + cl["e"]["evidence"] + " |",
         "",
     ]
-    notes = summary.get("notes")
+    notes = summary.get("notes") or discussion(out, L)
     if notes:
         lines += ["## Discussion", "", notes, ""]
     lines += [

@@ -54,22 +54,22 @@ class Profile:
 
     name: str  # "quick" | "full"
     ft_steps: int = 150  # fine-tuning optimizer steps per run (same for every scheme)
-    ft_batch: int = 4  # sequences of R = L tokens per step (PI: ft_batch / g sequences of g·L)
+    ft_batch: int = 8  # sequences of R = L tokens per step (PI: ft_batch / g sequences of g·L)
     lr: float = 5e-4  # fine-tuning learning rate (constant after warm-up)
     warmup: int = 10  # warm-up steps
     g_max: int = 16  # G_max: E² draws g from {1..16} -> up to 16·L
     pi_scale: int = 4  # PI's fixed g (trained on 4·L-token sequences)
     fixed_scale: int = 4  # "e2-fixed-scale" ablation g (paper: 4)
     sinks: tuple = (0, 2, 4, 6)  # Table 5 (4 is the main E² run)
-    pk_frac: float = 0.25  # share of fine-tuning rows that are passkey samples (task mix)
+    pk_frac: float = 0.125  # share of fine-tuning rows that are passkey samples (task mix)
     passkey_weight: float = 1.0  # extra CE weight on passkey answers
     eval_mults: tuple = (1, 2, 4, 8, 16)  # evaluation lengths in units of L
-    eval_docs: int = 4  # held-out segments of max(eval_mults)·L tokens
+    eval_docs: int = 8  # held-out segments of max(eval_mults)·L tokens
     table3_g: tuple = (4, 8, 16)  # fixed-g rows "E²-xK" (window g·L)
     unseen_g: tuple = (16, 24, 32)  # Fig. 5 scales (G_max and beyond)
-    fig4_steps: tuple = (0, 25, 50, 100, 150)  # steps at which the e2 run is evaluated (Fig. 4)
+    fig4_steps: tuple = (0, 10, 25, 50, 100, 150)  # steps at which the e2 run is evaluated (Fig. 4)
     fig4_mults: tuple = (1, 8)  # Fig. 4 lengths in units of L
-    fig4_docs: int = 2  # segments used for Fig. 4
+    fig4_docs: int = 4  # segments used for Fig. 4
     pk_mults: tuple = (1, 2, 4, 8, 16)  # Fig. 6 lengths in units of L
     pk_depths: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # Fig. 6 depths
     pk_per_cell: int = 4  # samples per (depth, length) cell
