@@ -416,6 +416,8 @@ class PasskeyMix:
             if not self.n_passkey or weight == 0:
                 return None
             m = self.answer_mask(index).to(input_ids.device)[:, 1:]  # targets that are answer tokens
+            if not bool(m.any()):  # a batch without passkey rows (every > 1): no extra loss
+                return None
             logits = outputs.logits[:, :-1][m]  # (n_answer, V)
             return weight * torch.nn.functional.cross_entropy(logits.float(), input_ids[:, 1:][m])
 

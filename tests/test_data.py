@@ -108,3 +108,14 @@ def test_passkey_mix_rows_and_answer_loss():
     loss = mix.answer_loss(2.0)(out, b, 2, None)
     ref = torch.nn.functional.cross_entropy(logits[3, -3:-1], b[3, -2:])
     torch.testing.assert_close(loss, 2 * ref)
+
+
+def test_passkey_mix_every_kth_batch():
+    # one long sequence per batch (PI): passkey rows only in every 4th batch, no extra loss elsewhere
+    pw = D.PackedWindows(torch.arange(500) % 50, seq_len=12, batch_size=1, seed=0)
+    sampler = lambda gen, n: (torch.full((n, 12), 55), torch.ones(n, 12, dtype=torch.bool))  # noqa: E731
+    mix = D.PasskeyMix(pw, sampler, n_passkey=1, seed=0, every=4)
+    assert [bool(mix.answer_mask(i).any()) for i in range(8)] == [True, False, False, False] * 2
+    out = type("O", (), {"logits": torch.randn(1, 12, 60)})()
+    assert mix.answer_loss()(out, mix.get_batch(1), 1, None) is None
+    assert torch.isfinite(mix.answer_loss()(out, mix.get_batch(4), 4, None))
