@@ -48,6 +48,7 @@ __all__ = [
     "load_tokenizer",
     "encode_docs",
     "long_segments",
+    "eval_segments",
     "PackedWindows",
     "PasskeyMix",
     "filler_text",
@@ -302,6 +303,33 @@ def long_segments(docs: Sequence[torch.Tensor], length: int, max_docs: int | Non
         longest = max((len(d) for d in docs), default=0)
         raise ValueError(f"no document has {length} tokens (longest: {longest}); use a shorter length")
     return out
+
+
+#: folders whose files are generated tables, not prose or code (excluded from evaluation sets)
+GENERATED = ("encodings/",)
+
+
+def eval_segments(tokenizer, corpus: "Corpus", length: int, n: int, exclude: Sequence[str] = GENERATED) -> tuple[list[torch.Tensor], list[str]]:
+    """``n`` evaluation segments of ``length`` tokens from ``corpus`` and the paths they come from.
+
+    Files under ``exclude`` (the stdlib's generated codec tables: repetitive, PPL ~3) are skipped, and
+    files are taken in the order of ``sha256(path)`` — stable on every machine and spread over the
+    library instead of the alphabetically first folders.
+    """
+    order = sorted(range(len(corpus)), key=lambda i: hashlib.sha256(corpus.paths[i].encode("utf-8")).hexdigest())
+    segs, paths = [], []
+    for i in order:
+        if any(corpus.paths[i].startswith(e) for e in exclude):
+            continue
+        ids = tokenizer.encode(corpus.docs[i])
+        if len(ids) >= length:
+            segs.append(torch.tensor(ids[:length], dtype=torch.int64))
+            paths.append(corpus.paths[i])
+            if len(segs) == n:
+                break
+    if not segs:
+        raise ValueError(f"no file of corpus {corpus.source!r} has {length} tokens; use a shorter length")
+    return segs, paths
 
 
 class PackedWindows:

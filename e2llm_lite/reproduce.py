@@ -55,13 +55,13 @@ class Profile:
     name: str  # "quick" | "full"
     ft_steps: int = 150  # fine-tuning optimizer steps per run (same for every scheme)
     ft_batch: int = 8  # sequences of R = L tokens per step (PI: ft_batch / g sequences of g·L)
-    lr: float = 5e-4  # fine-tuning learning rate (constant after warm-up)
+    lr: float = 2e-4  # fine-tuning learning rate (constant after warm-up; ~ the end of pre-training's)
     warmup: int = 10  # warm-up steps
     g_max: int = 16  # G_max: E² draws g from {1..16} -> up to 16·L
     pi_scale: int = 4  # PI's fixed g (trained on 4·L-token sequences)
     fixed_scale: int = 4  # "e2-fixed-scale" ablation g (paper: 4)
     sinks: tuple = (0, 2, 4, 6)  # Table 5 (4 is the main E² run)
-    pk_frac: float = 0.125  # share of fine-tuning rows that are passkey samples (task mix)
+    pk_frac: float = 0.0  # share of fine-tuning rows that are passkey samples (task mix; see REPORT levers)
     passkey_weight: float = 1.0  # extra CE weight on passkey answers
     eval_mults: tuple = (1, 2, 4, 8, 16)  # evaluation lengths in units of L
     eval_docs: int = 8  # held-out segments of max(eval_mults)·L tokens
@@ -82,7 +82,7 @@ PROFILES = {
     "quick": Profile(
         "quick", ft_steps=2, ft_batch=4, warmup=1, eval_mults=(1, 2, 4), eval_docs=1, table3_g=(4,),
         unseen_g=(16, 24), fig4_steps=(0, 2), fig4_mults=(1, 4), fig4_docs=1, pk_mults=(1, 2),
-        pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000,
+        pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000, pk_frac=0.125,
     ),
 }
 
@@ -178,10 +178,9 @@ class Reproduction:
             self.heldout_meta = self._load(self.work / "heldout_meta.json")
         else:
             held = D.load_corpus(split="heldout")
-            docs = D.encode_docs(self.tok, held.docs)
-            self.heldout_meta = held.meta
-            # the first 16·L tokens of the first long held-out files: the same tokens in every column
-            self.segments = D.long_segments(docs, max(p.eval_mults) * L, p.eval_docs)
+            # the first 16·L tokens of long held-out files: the same tokens in every column
+            self.segments, paths = D.eval_segments(self.tok, held, max(p.eval_mults) * L, p.eval_docs)
+            self.heldout_meta = dict(held.meta, eval_files=paths)
             self.filler = D.filler_text(held, 200_000)  # passkey haystacks for evaluation: held-out text
             save_file({f"{i:04d}": s.contiguous() for i, s in enumerate(self.segments)}, str(cache))
             filler.write_text(self.filler, encoding="utf-8")

@@ -119,3 +119,19 @@ def test_passkey_mix_every_kth_batch():
     out = type("O", (), {"logits": torch.randn(1, 12, 60)})()
     assert mix.answer_loss()(out, mix.get_batch(1), 1, None) is None
     assert torch.isfinite(mix.answer_loss()(out, mix.get_batch(4), 4, None))
+
+
+def test_eval_segments_skip_generated_and_follow_hash_order(tmp_path):
+    import hashlib
+
+    (tmp_path / "encodings").mkdir()
+    (tmp_path / "encodings" / "cp1.py").write_text("x = 1\n" * 50)
+    for name in ("a.py", "b.py", "c.py", "short.py"):
+        (tmp_path / name).write_text("y = 2\n" * (2 if name == "short.py" else 50))
+    corpus = D.load_corpus(tmp_path, "all")
+    segs, paths = D.eval_segments(D.ByteTokenizer(), corpus, length=100, n=2)
+    assert all(len(s) == 100 for s in segs) and "encodings/cp1.py" not in paths and "short.py" not in paths
+    key = lambda p: hashlib.sha256(p.encode()).hexdigest()  # noqa: E731
+    assert paths == sorted(["a.py", "b.py", "c.py"], key=key)[:2]
+    with pytest.raises(ValueError, match="has 10000 tokens"):
+        D.eval_segments(D.ByteTokenizer(), corpus, length=10000, n=1)
