@@ -12,6 +12,15 @@ from e2llm_lite.models import tiny_model
 L = 32  # base window of the tiny model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (two threads stall whenever the other core is busy)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def model():
     # a larger init than HF's 0.02 makes attention sharp, so that positions (and g) matter

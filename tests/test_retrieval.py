@@ -31,6 +31,15 @@ FILLER = (
 DOCS = ["Alpha document about rivers and 7 bridges. " * 6, "Beta document about mountains. " * 6]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (two threads stall whenever the other core is busy)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def bpe():
     """A small byte-level BPE trained here in milliseconds (digits merge into multi-digit tokens)."""
