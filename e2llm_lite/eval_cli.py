@@ -97,7 +97,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hf-split", default=None, help="datasets split to read for a datasets name (e.g. 'test' for proof-pile)")
     p.add_argument("--text-field", default="text", help="datasets column with the text")
     p.add_argument("--exts", default=".py", help="file extensions read from a folder (comma-separated; 'any' = all)")
-    p.add_argument("--n-docs", type=int, default=16, help="ppl: documents of >= max(lengths) tokens (paper: 128)")
+    p.add_argument("--n-docs", type=int, default=16, help="ppl: documents of >= --doc-tokens tokens (paper: 128)")
+    p.add_argument("--doc-tokens", type=int, default=None, help="ppl: tokens kept per document (default: max(lengths); more = several windows per document)")
     p.add_argument("--depths", type=_float_list, default=[i / 10 for i in range(11)], help="retrieval: needle depths in [0, 1]")
     p.add_argument("--n-per-cell", type=int, default=10, help="retrieval: samples per (depth, length) cell (paper: 10 documents)")
     p.add_argument("--style", choices=[s for s in STYLES if s != "needle"], default="longlora", help="passkey prompt style")
@@ -106,6 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, …")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto = bfloat16 on GPU, float32 on CPU")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a Hub model's own code (off by default)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--out", default=None, help="folder for JSON, markdown/CSV and PNG results")
 
@@ -212,6 +214,8 @@ def _g_name(g) -> str:
 
 def run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     lengths = args.lengths or ([args.window] if args.window else None)
     if not lengths:
         raise SystemExit("e2llm-lite eval: give --lengths (or --window for one ppl window)")
@@ -224,8 +228,11 @@ def run(args) -> int:
     if args.task == "ppl":
         texts = load_texts(args.data, args.split, args.hf_split, args.text_field, args.exts,
                            max_docs=None if args.hf_split is None else 8 * args.n_docs)
-        docs = load_eval_docs(tok, texts, max(lengths), args.n_docs)
-        meta.update(n_docs=len(docs), doc_tokens=max(lengths))
+        doc_tokens = args.doc_tokens or max(lengths)
+        if doc_tokens < max(lengths):
+            raise ValueError(f"--doc-tokens must be >= max(lengths) = {max(lengths)}, got {doc_tokens}")
+        docs = load_eval_docs(tok, texts, doc_tokens, args.n_docs)
+        meta.update(n_docs=len(docs), doc_tokens=doc_tokens)
         rows = {f"{name} ({_g_name(g)})": (model, g) for g in args.g}
         grid = ppl_grid(rows, docs, lengths, args.stride, convention=args.convention, base_window=args.base_window,
                         batch_size=args.batch_size, progress=progress, out_dir=out, stem="ppl", meta=meta)

@@ -28,8 +28,10 @@ RoPE position 0.
   sliding window (Press et al. 2021, "Shortformer"), used by PoSE and YaRN.
 * ``"all"`` — score every token of every window, as LongLoRA's ``eval.py`` does (its windows are
   ``seq_length`` long and move by ``sliding_window = 256``). Overlapping windows then score a token
-  several times, often with little context, so ``"all"`` reads *higher* than ``"new"`` whenever
-  ``stride < window``; with ``stride = window`` the two agree.
+  several times, often with little context. The two differ whenever ``stride < window``, usually with
+  ``"all"`` higher (less context per scored token) — but not always: a model that is worse at the far
+  end of its window than it gains from context (e.g. near the edge of its trained range) reads lower
+  under ``"all"``. With ``stride = window`` the two agree.
 
 **RoPE scale g** (paper §4.2.3): ``g="auto"`` picks :math:`g = \lceil \text{window} / L \rceil`
 (:func:`e2llm_lite.hf.scale_for_length`), the smallest scale whose interpolated window
