@@ -106,3 +106,20 @@ def test_state_dict_file_on_a_base_folder(tmp_path, saved):
                      "--task", "ppl", "--lengths", "16", "--data", str(root / "data"), "--exts", ".txt",
                      "--split", "all", "--n-docs", "2", "--no-progress", "--out", str(out)]) == 0
     assert json.loads((out / "ppl.json").read_text())["rows"] == ["e2 (g=auto)"]
+
+
+def test_doc_tokens_give_several_windows_per_document(saved):
+    root, model = saved
+    res = {}
+    for conv in ("new", "all"):
+        out = root / f"conv_{conv}"
+        assert cli.main(["eval", "--model", str(root / "model"), "--task", "ppl", "--lengths", "32", "--stride", "8",
+                         "--doc-tokens", "64", "--convention", conv, "--g", "none", "--data", str(root / "data"),
+                         "--exts", ".txt", "--split", "all", "--n-docs", "3", "--no-progress", "--out", str(out)]) == 0
+        res[conv] = json.loads((out / "ppl.json").read_text())
+    assert res["new"]["n_tokens"] == [[3 * 63]] and res["all"]["n_tokens"] == [[3 * 5 * 31]]
+    docs = [torch.tensor(ByteTokenizer().encode(t)[:64]) for t in TEXTS]
+    assert res["all"]["ppl"][0][0] == pytest.approx(perplexity(model, docs, 32, 8, g=None, convention="all").ppl, rel=1e-5)
+    with pytest.raises(ValueError, match="--doc-tokens must be >= max"):
+        cli.main(["eval", "--model", str(root / "model"), "--lengths", "32", "--doc-tokens", "16",
+                  "--data", str(root / "data"), "--exts", ".txt", "--split", "all", "--no-progress"])
