@@ -67,7 +67,8 @@ class Profile:
     eval_docs: int = 8  # held-out segments of max(eval_mults)·L tokens
     table3_g: tuple = (4, 8, 16)  # fixed-g rows "E²-xK" (window g·L)
     unseen_g: tuple = (16, 24, 32)  # Fig. 5 scales (G_max and beyond)
-    fig4_steps: tuple = (0, 10, 25, 50, 100, 150)  # steps at which the e2 run is evaluated (Fig. 4)
+    fig4_steps: tuple = (0, 10, 25, 50, 100, 150, 300, 450)  # steps at which E² is evaluated (Fig. 4)
+    long_mult: int = 3  # lever: the e2 run continued to long_mult × ft_steps ("e2-x3")
     fig4_mults: tuple = (1, 8)  # Fig. 4 lengths in units of L
     fig4_docs: int = 4  # segments used for Fig. 4
     pk_mults: tuple = (1, 2, 4, 8, 16)  # Fig. 6 lengths in units of L
@@ -82,7 +83,7 @@ PROFILES = {
     "quick": Profile(
         "quick", ft_steps=2, ft_batch=4, warmup=1, eval_mults=(1, 2, 4), eval_docs=1, table3_g=(4,),
         unseen_g=(16, 24), fig4_steps=(0, 2), fig4_mults=(1, 4), fig4_docs=1, pk_mults=(1, 2),
-        pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000, pk_frac=0.125,
+        pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000, pk_frac=0.125, long_mult=2,
     ),
 }
 
@@ -209,7 +210,12 @@ class Reproduction:
             q.requires_grad_(True)
         return m
 
-    def finetune(self, name: str, spec: dict) -> None:
+    def finetune(self, name: str, spec: dict, steps: int | None = None, continue_from: str | None = None) -> None:
+        """Fine-tune run ``name`` from the base (``steps`` default ``ft_steps``).
+
+        ``continue_from``: start from a copy of that run's checkpoint — exact because resume is
+        bit-identical, so "e2 for 3× the steps" costs only the extra steps.
+        """
         from .pretrain import passkey_mix
         from safetensors.torch import load_file, save_file
 
@@ -230,12 +236,16 @@ class Reproduction:
         n_pk, every = _passkey_rows(batch, p.pk_frac)
         corpus, stream = self.train_data()
         data = passkey_mix(self.tok, corpus, stream, R, batch, n_pk, self.seed + 1, 200_000, every)
-        cfg = TrainConfig(steps=p.ft_steps, lr=p.lr, warmup_steps=p.warmup, batch_size=batch, seed=self.seed,
+        if continue_from is not None and not (self.work / "ckpt" / name).exists():
+            import shutil
+
+            shutil.copytree(self.work / "ckpt" / continue_from, self.work / "ckpt" / name)
+        cfg = TrainConfig(steps=steps or p.ft_steps, lr=p.lr, warmup_steps=p.warmup, batch_size=batch, seed=self.seed,
                           scheme=scheme, augment=aug, checkpoint_dir=str(self.work / "ckpt" / name),
                           checkpoint_every=max(10, p.ft_steps // 5), log_every=5)
         model = self._fresh_base()
         on_step = None
-        if name == "e2":  # Fig. 4: PPL vs fine-tuning steps
+        if name in ("e2", "e2-x3"):  # Fig. 4: PPL vs fine-tuning steps
             def on_step(step, m, rec):
                 if step not in p.fig4_steps:
                     return None
@@ -307,6 +317,16 @@ class Reproduction:
             rows["E², P(g) ∝ 1/g (g = length / L)"] = ("e2-harmonic", "auto", None)
         return self.grid(rows, "table3", "Table 3 in miniature: perplexity vs evaluation length")
 
+    def levers(self) -> dict:
+        """Levers measured in the same run: more E² steps, a denser draw of small g (``table3_levers``)."""
+        p = self.p
+        rows = {f"none, continued at L ({p.ft_steps} steps)": ("none", None, None),
+                f"E² ({p.ft_steps} steps)": ("e2", "auto", None),
+                f"E² ({p.long_mult * p.ft_steps} steps)": ("e2-x3", "auto", None)}
+        if p.harmonic_run:
+            rows[f"E², P(g) ∝ 1/g ({p.ft_steps} steps)"] = ("e2-harmonic", "auto", None)
+        return self.grid(rows, "table3_levers", "Levers: more E² steps, denser small g (g = length / L)")
+
     def table4(self) -> dict:
         rows = {"E²": ("e2", "auto", None), "E² (no offset)": ("e2-no-offset", "auto", None),
                 f"E² (fixed scale g = {self.p.fixed_scale})": ("e2-fixed-scale", "auto", None)}
@@ -331,7 +351,8 @@ class Reproduction:
     def fig4(self) -> dict:
         from .report import plot_fig4
 
-        hist = self._load(self.work / "train" / "e2.json")["history"]
+        long = self.work / "train" / "e2-x3.json"  # the e2 run continued (same first steps)
+        hist = self._load(long if long.is_file() else self.work / "train" / "e2.json")["history"]
         keys = [f"ppl@{k * self.L}" for k in self.p.fig4_mults]
         pts = [{"step": 0, **self.memo.get("fig4_step0", {})}] if "fig4_step0" in self.memo else []
         pts += [{"step": h["step"], **{k: h[k] for k in keys}} for h in hist if keys[0] in h]
@@ -379,7 +400,12 @@ class Reproduction:
                 self.times[f"finetune:{name}"] = round(time.perf_counter() - t, 1)
                 _write_json(self.times, self.work / "times.json")
         out = {}
-        for name in ("table3", "table4", "table5", "fig4", "fig5", "fig6"):
+        t, done = time.perf_counter(), "finetune:e2-x3" in self.times  # lever: E² for long_mult × the steps
+        self.finetune("e2-x3", {"scheme": "e2"}, steps=self.p.ft_steps * self.p.long_mult, continue_from="e2")
+        if not done:
+            self.times["finetune:e2-x3"] = round(time.perf_counter() - t, 1)
+            _write_json(self.times, self.work / "times.json")
+        for name in ("table3", "table4", "table5", "levers", "fig4", "fig5", "fig6"):
             path = self.results / f"{name}.json"
             if name in self.times and path.is_file():
                 out[name] = self._load(path)
@@ -398,7 +424,7 @@ class Reproduction:
                      "params": sum(q.numel() for q in self.base.parameters()), "pretrain": self.base_meta},
             "heldout": self.heldout_meta,
             "eval_segments": {"n": len(self.segments), "tokens": len(self.segments[0])},
-            "runs": {n: self._load(self.work / "train" / f"{n}.json") for n in _runs(self.p)},
+            "runs": {n: self._load(self.work / "train" / f"{n}.json") for n in [*_runs(self.p), "e2-x3"]},
             "wall_s": dict(self.times),
             "wall_s_this_call": round(time.perf_counter() - t0, 1),
         }

@@ -37,7 +37,7 @@ def test_outputs_written(quick):
     assert set(summary["claims"]) == set("abcde")
     assert all(c["verdict"] in ("holds", "partly", "does not hold") for c in summary["claims"].values())
     assert set(summary["runs"]) == {"none", "pi", "e2", "e2-no-offset", "e2-fixed-scale", "e2-sink0", "e2-sink2", "e2-sink6",
-                                    "e2-harmonic"}
+                                    "e2-harmonic", "e2-x3"}
 
 
 def test_table3_shape_and_protocol(quick):
