@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from test_evaluate import one_thread  # noqa: F401 - autouse: one torch thread for tiny models
 
 from e2llm_lite import cli
 from e2llm_lite.data import ByteTokenizer
@@ -15,15 +16,6 @@ TEXTS = [
     "class A:\n    pass\n" * 10,
     "import os\nprint(os.getcwd())\n" * 7,
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (two threads stall whenever the other core is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

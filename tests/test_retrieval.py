@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+from test_evaluate import one_thread  # noqa: F401 - autouse: one torch thread for tiny models
 
 from e2llm_lite import hf
 from e2llm_lite.models import tiny_model
@@ -29,15 +30,6 @@ FILLER = (
     "small blocks that travel on their own and are put back together at the end. "
 ) * 4
 DOCS = ["Alpha document about rivers and 7 bridges. " * 6, "Beta document about mountains. " * 6]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (two threads stall whenever the other core is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
