@@ -75,6 +75,9 @@ CONVENTIONS = {
     "all": "every token of every window (LongLoRA eval.py)",
 }
 
+#: positions whose log-softmax is computed at once (bounds the float32 memory of long windows)
+_SCORE_CHUNK = 2048
+
 #: what ``g`` may be: a number >= 1, "auto", None (= 1), or a rule ``window -> g``
 GRule = Union[float, int, str, None, Callable[[int], float]]
 
@@ -217,10 +220,14 @@ def window_nll(model, input_ids: torch.Tensor, n_score: torch.Tensor) -> torch.T
     kwargs = dict(attention_mask=torch.ones_like(input_ids), use_cache=False)
     if _accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = k + 1
-    logits = model(input_ids=input_ids, **kwargs).logits[:, -(k + 1) : -1]  # (B, k, V)
+    logits = model(input_ids=input_ids, **kwargs).logits[:, -(k + 1) : -1]  # (B, k, V), model dtype
     targets = input_ids[:, T - k :]  # (B, k)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    nll = -logp.gather(-1, targets[..., None]).squeeze(-1)  # (B, k)
+    # float32 log-softmax in chunks of positions: a 64K window of a 32K vocabulary would otherwise
+    # need two extra (k, V) float32 tensors (8 GB each) next to the logits
+    nll = torch.empty(B, k, dtype=torch.float32, device=logits.device)  # (B, k)
+    for i in range(0, k, _SCORE_CHUNK):
+        logp = torch.log_softmax(logits[:, i : i + _SCORE_CHUNK].float(), dim=-1)  # (B, c, V)
+        nll[:, i : i + _SCORE_CHUNK] = -logp.gather(-1, targets[:, i : i + _SCORE_CHUNK, None]).squeeze(-1)
     keep = torch.arange(k, device=nll.device)[None, :] >= (k - n_score.to(nll.device))[:, None]  # (B, k)
     return (nll * keep).sum(-1).double()
 

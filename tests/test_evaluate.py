@@ -198,3 +198,11 @@ def test_ppl_grid_table3_shape_and_files(model, docs, tmp_path):
     assert (tmp_path / "t3.png").stat().st_size > 1000
     with pytest.raises(ValueError, match=r"stride must be an integer in \[1, min\(lengths\)\] = \[1, 32\], got stride=40"):
         ppl_grid(rows, docs, [32, 64], stride=40)
+
+
+def test_chunked_scoring_is_exact(model, docs, monkeypatch):
+    import e2llm_lite.evaluate as ev
+
+    whole = perplexity(model, docs, 64, 16, g=None, batch_size=2)
+    monkeypatch.setattr(ev, "_SCORE_CHUNK", 5)  # log-softmax over 5 positions at a time
+    assert perplexity(model, docs, 64, 16, g=None, batch_size=2).nll == whole.nll
