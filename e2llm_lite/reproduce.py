@@ -406,7 +406,7 @@ class Reproduction:
             self.times["finetune:e2-x3"] = round(time.perf_counter() - t, 1)
             _write_json(self.times, self.work / "times.json")
         for name in ("table3", "table4", "table5", "levers", "fig4", "fig5", "fig6"):
-            path = self.results / f"{name}.json"
+            path = self.results / f"{'table3_levers' if name == 'levers' else name}.json"
             if name in self.times and path.is_file():
                 out[name] = self._load(path)
                 continue
