@@ -67,6 +67,8 @@ class Profile:
     eval_docs: int = 8  # held-out segments of max(eval_mults)·L tokens
     table3_g: tuple = (4, 8, 16)  # fixed-g rows "E²-xK" (window g·L)
     unseen_g: tuple = (16, 24, 32)  # Fig. 5 scales (G_max and beyond)
+    fig5_mults: tuple = (1, 4, 16, 24, 32)  # Fig. 5 lengths in units of L (32·L = 2·L·G_max)
+    fig5_docs: int = 4  # Fig. 5 segments of max(fig5_mults)·L tokens
     fig4_steps: tuple = (0, 10, 25, 50, 100, 150, 300, 450)  # steps at which E² is evaluated (Fig. 4)
     long_mult: int = 3  # lever: the e2 run continued to long_mult × ft_steps ("e2-x3")
     fig4_mults: tuple = (1, 8)  # Fig. 4 lengths in units of L
@@ -82,7 +84,7 @@ PROFILES = {
     "full": Profile("full"),
     "quick": Profile(
         "quick", ft_steps=2, ft_batch=4, warmup=1, eval_mults=(1, 2, 4), eval_docs=1, table3_g=(4,),
-        unseen_g=(16, 24), fig4_steps=(0, 2), fig4_mults=(1, 4), fig4_docs=1, pk_mults=(1, 2),
+        unseen_g=(16, 24), fig5_mults=(1, 4, 8), fig5_docs=1, fig4_steps=(0, 2), fig4_mults=(1, 4), fig4_docs=1, pk_mults=(1, 2),
         pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000, pk_frac=0.125, long_mult=2,
     ),
 }
@@ -189,6 +191,21 @@ class Reproduction:
         self.fig4_segments = self.segments[: p.fig4_docs]
         self._train = None
 
+    def fig5_segments(self) -> list[torch.Tensor]:
+        """Fig. 5's own held-out segments of ``max(fig5_mults)·L`` tokens (cached), same selection rule."""
+        from safetensors.torch import load_file, save_file
+
+        if getattr(self, "_fig5", None) is None:
+            cache = self.work / "fig5_segments.safetensors"
+            if cache.is_file():
+                seg = load_file(str(cache))
+                self._fig5 = [seg[f"{i:04d}"] for i in range(len(seg))]
+            else:
+                held = D.load_corpus(split="heldout")
+                self._fig5, _ = D.eval_segments(self.tok, held, max(self.p.fig5_mults) * self.L, self.p.fig5_docs)
+                save_file({f"{i:04d}": s.contiguous() for i, s in enumerate(self._fig5)}, str(cache))
+        return self._fig5
+
     def train_data(self):
         """(train corpus, packed train token stream) — loaded only when a fine-tuning has to run."""
         from .pretrain import train_tokens
@@ -267,13 +284,14 @@ class Reproduction:
 
     # --- perplexity with a memo ----------------------------------------------------------------
 
-    def ppl(self, run: str, g, length: int) -> float:
-        """Perplexity of model ``run`` ("base" or a fine-tuned run) at ``length`` with scale rule ``g``."""
+    def ppl(self, run: str, g, length: int, segments: str = "") -> float:
+        """Perplexity of model ``run`` ("base" or a fine-tuned run) at ``length`` with scale rule ``g``.
 
-        key = f"{run}|{g}|{length}"
+        ``segments``: "" = the Table 3 segments, "fig5" = the longer Fig. 5 segments."""
+        key = f"{segments + '|' if segments else ''}{run}|{g}|{length}"
         if key not in self.memo:
             model = self.base if run == "base" else self.models[run]
-            r = _ppl(model, self.segments, length, g, self.L)
+            r = _ppl(model, self.fig5_segments() if segments == "fig5" else self.segments, length, g, self.L)
             self.memo[key] = r.to_dict()
             _write_json(self.memo, self.work / "ppl_memo.json")
         return self.memo[key]["ppl"]
@@ -340,10 +358,11 @@ class Reproduction:
         from .report import plot_fig5
 
         L = self.L
-        lengths = [k * L for k in self.p.eval_mults]
-        lines = {g: [self.ppl("e2", g, n) for n in lengths] for g in self.p.unseen_g}
+        lengths = [k * L for k in self.p.fig5_mults]  # up to 2·L·G_max: past what the trained scales cover
+        lines = {g: [self.ppl("e2", g, n, "fig5") for n in lengths] for g in self.p.unseen_g}
         res = {"lengths": lengths, "g_max": self.p.g_max, "ppl": {str(g): v for g, v in lines.items()},
-               "auto": [self.ppl("e2", "auto", n) for n in lengths]}
+               "auto": [self.ppl("e2", "auto", n, "fig5") for n in lengths],
+               "segments": {"n": len(self.fig5_segments()), "tokens": int(len(self.fig5_segments()[0]))}}
         _write_json(res, self.results / "fig5.json")
         plot_fig5(res, self.figures / "fig5.png")
         return res
