@@ -146,12 +146,16 @@ def load_base(path: str | os.PathLike | None = None):
     return model, tok, meta
 
 
-def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Pre-train the base per ``spec`` in ``run_dir`` (checkpoints, token cache); save it to ``out``."""
+def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike | None = None, progress: bool = True,
+             corpus: str | os.PathLike | None = None) -> dict:
+    """Pre-train the base per ``spec`` in ``run_dir`` (checkpoints, token cache); save it to ``out``.
+
+    ``corpus``: None = the standard library's ``.py`` files; a file/folder (every UTF-8 file) or a
+    ``datasets`` name otherwise (a new BPE is trained on it)."""
     run_dir = Path(run_dir)
     t0 = time.perf_counter()
     # 1) corpus and tokenizer
-    corpus = D.load_corpus(split="train")
+    corpus = D.load_corpus(corpus, split="train", exts=(".py",) if corpus is None else None)
     tok_path = run_dir / "tokenizer.json"
     if tok_path.is_file():
         tok = D.BPETokenizer.from_file(tok_path)
@@ -181,7 +185,7 @@ def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike 
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "train_tokens": int(len(stream)),
-        "corpus": corpus.meta,
+        "corpus": dict(corpus.meta, source=corpus.source),
         "tokenizer_chars_per_token": round(corpus.n_chars / max(1, len(stream)), 3),
         "loss_first": hist[0]["loss"] if hist else None,
         "loss_last_50": sum(h["loss"] for h in hist[-50:]) / max(1, len(hist[-50:])),
@@ -206,6 +210,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--install", action="store_true", help="also copy the base into the package assets")
     p.add_argument("--steps", type=int, default=BaseSpec.steps, help="optimizer steps")
     p.add_argument("--seed", type=int, default=BaseSpec.seed, help="seed (model init, window order)")
+    p.add_argument("--corpus", default=None, help="text file or folder, or a `datasets` name (default: stdlib .py files)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -213,9 +218,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.install and args.corpus is not None:
+        raise ValueError("--install replaces the shipped stdlib base; it cannot be combined with --corpus")
     spec = BaseSpec(steps=args.steps, seed=args.seed)
     out = Path(args.out) if args.out else Path(args.run_dir) / "base"
-    meta = pretrain(spec, args.run_dir, out, progress=not args.no_progress)
+    meta = pretrain(spec, args.run_dir, out, progress=not args.no_progress, corpus=args.corpus)
     print(f"base written to {out}: {meta['params']:,} parameters, final loss {meta['loss_last_50']:.3f}, "
           f"{meta['wall_s']['total_this_call']:.0f} s")
     if args.install:

@@ -133,7 +133,8 @@ class Reproduction:
     """One reproduction: profile, seed, folders, the base, the data — and every phase as a method."""
 
     def __init__(self, profile: Profile, out: str | os.PathLike, work: str | os.PathLike, seed: int = 0,
-                 base: str | os.PathLike | None = None, progress: bool = True) -> None:
+                 base: str | os.PathLike | None = None, progress: bool = True,
+                 corpus: str | os.PathLike | None = None) -> None:
         from .pretrain import load_base
 
         self.p, self.seed, self.progress = profile, int(seed), progress
@@ -147,6 +148,17 @@ class Reproduction:
         self.models: dict[str, torch.nn.Module] = {}
         self.times = self._load(self.work / "times.json") or {}
         self.memo = self._load(self.work / "ppl_memo.json") or {}
+        self.corpus = None if corpus is None else str(corpus)  # None = the standard library
+        # a work folder belongs to one (profile, seed, base, corpus): refuse to mix caches
+        ident = {"profile": asdict(profile), "seed": self.seed, "corpus": self.corpus,
+                 "base": self.base_path.name if self.base_path == D.ASSETS else str(self.base_path)}
+        ident = json.loads(json.dumps(ident))  # tuples -> lists, as stored
+        found = self._load(self.work / "config.json")
+        if found is not None and found != ident:
+            diff = sorted(k for k in ident if found.get(k) != ident[k])
+            raise ValueError(f"work folder {self.work} was made with other settings ({', '.join(diff)}); "
+                             f"pass another --work or delete it")
+        _write_json(ident, self.work / "config.json")
 
     # --- small helpers -------------------------------------------------------------------------
 
@@ -180,16 +192,20 @@ class Reproduction:
             self.filler = filler.read_text(encoding="utf-8")
             self.heldout_meta = self._load(self.work / "heldout_meta.json")
         else:
-            held = D.load_corpus(split="heldout")
+            held = self._corpus("heldout")
             # the first 16·L tokens of long held-out files: the same tokens in every column
             self.segments, paths = D.eval_segments(self.tok, held, max(p.eval_mults) * L, p.eval_docs)
-            self.heldout_meta = dict(held.meta, eval_files=paths)
+            self.heldout_meta = dict(held.meta, source=held.source, eval_files=paths)
             self.filler = D.filler_text(held, 200_000)  # passkey haystacks for evaluation: held-out text
             save_file({f"{i:04d}": s.contiguous() for i, s in enumerate(self.segments)}, str(cache))
             filler.write_text(self.filler, encoding="utf-8")
             _write_json(self.heldout_meta, self.work / "heldout_meta.json")
         self.fig4_segments = self.segments[: p.fig4_docs]
         self._train = None
+
+    def _corpus(self, split: str) -> "D.Corpus":
+        """A split of the corpus: the stdlib's .py files, or every UTF-8 file of ``--corpus``."""
+        return D.load_corpus(self.corpus, split, exts=(".py",) if self.corpus is None else None)
 
     def fig5_segments(self) -> list[torch.Tensor]:
         """Fig. 5's own held-out segments of ``max(fig5_mults)·L`` tokens (cached), same selection rule."""
@@ -201,7 +217,7 @@ class Reproduction:
                 seg = load_file(str(cache))
                 self._fig5 = [seg[f"{i:04d}"] for i in range(len(seg))]
             else:
-                held = D.load_corpus(split="heldout")
+                held = self._corpus("heldout")
                 self._fig5, _ = D.eval_segments(self.tok, held, max(self.p.fig5_mults) * self.L, self.p.fig5_docs)
                 save_file({f"{i:04d}": s.contiguous() for i, s in enumerate(self._fig5)}, str(cache))
         return self._fig5
@@ -211,7 +227,7 @@ class Reproduction:
         from .pretrain import train_tokens
 
         if self._train is None:
-            corpus = D.load_corpus(split="train")
+            corpus = self._corpus("train")
             stream = train_tokens(self.tok, corpus, cache=self.work / "train_tokens.safetensors",
                                   max_chars=self.p.train_chars)
             self._train = (corpus, stream)
@@ -441,6 +457,7 @@ class Reproduction:
             "threads": torch.get_num_threads(),
             "base": {"path": self.base_path.name if self.base_path == D.ASSETS else str(self.base_path),
                      "params": sum(q.numel() for q in self.base.parameters()), "pretrain": self.base_meta},
+            "corpus": self.corpus or "stdlib",
             "heldout": self.heldout_meta,
             "eval_segments": {"n": len(self.segments), "tokens": len(self.segments[0])},
             "runs": {n: self._load(self.work / "train" / f"{n}.json") for n in [*_runs(self.p), "e2-x3"]},
@@ -473,11 +490,14 @@ def _k(n: int) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                   help="quick: ~3 min smoke reproduction (tests); full: the shipped numbers (~35-45 min on 2 cores)")
+                   help="quick: smoke reproduction for the tests (~30 s idle, <= 3 min on 2 busy cores); "
+                        "full: the shipped numbers (~20 min on 2 idle cores)")
     p.add_argument("--out", default=None, help="results/ and figures/ go here (default: runs/quick; full: .)")
     p.add_argument("--work", default=None, help="checkpoints and caches (default: runs/<profile>/work)")
     p.add_argument("--seed", type=int, default=0, help="seed of draws, data order and passkeys")
     p.add_argument("--base", default=None, help="folder of a base model (default: the shipped assets)")
+    p.add_argument("--corpus", default=None,
+                   help="text file or folder (every UTF-8 file) or a `datasets` name; default: the stdlib's .py files")
     p.add_argument("--steps", type=int, default=None, help="override fine-tuning steps per run")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -494,7 +514,8 @@ def run(args) -> int:
     out = args.out or ("." if prof.name == "full" else f"runs/{prof.name}")
     work = args.work or f"runs/{prof.name}/work"
     t0 = time.perf_counter()
-    rep = Reproduction(prof, out, work, seed=args.seed, base=args.base, progress=not args.no_progress)
+    rep = Reproduction(prof, out, work, seed=args.seed, base=args.base, progress=not args.no_progress,
+                       corpus=args.corpus)
     summary = rep.run_all()
     print(f"[reproduce] profile {prof.name} done in {time.perf_counter() - t0:.0f} s; "
           f"report: {Path(out) / 'figures' / 'REPORT.md'}")

@@ -116,3 +116,15 @@ def test_passkey_rows_share():
 def test_bad_profile_rejected():
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "--profile", "huge"])
+
+
+def test_user_corpus_and_work_folder_guard(tmp_path):
+    """--corpus reads every UTF-8 file of a folder; a work folder refuses other settings."""
+    for i in range(30):
+        (tmp_path / "docs" / f"n{i}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "docs" / f"n{i}.txt").write_text(f"note {i}\n" * 10)
+    rep = Reproduction(PROFILES["quick"], tmp_path / "out", tmp_path / "work", corpus=tmp_path / "docs", progress=False)
+    train, held = rep._corpus("train"), rep._corpus("heldout")
+    assert len(train) + len(held) == 30 and all(p.endswith(".txt") for p in train.paths)
+    with pytest.raises(ValueError, match="other settings \\(seed\\)"):
+        Reproduction(PROFILES["quick"], tmp_path / "out", tmp_path / "work", seed=1, corpus=tmp_path / "docs")
