@@ -104,7 +104,9 @@ def _mask_guard(module, args, kwargs):
     """Forward pre-hook: add an all-ones attention mask when position ids come without one (trap 1)."""
     if kwargs.get("position_ids") is None or kwargs.get("attention_mask") is not None:
         return None
-    if kwargs.get("past_key_values") is not None:
+    # With a KV cache (``past_key_values``, or ``cache`` as generate() passes it in transformers 5.x)
+    # transformers does not infer packed sequences, and a mask of the new tokens alone would be wrong.
+    if kwargs.get("past_key_values") is not None or kwargs.get("cache") is not None:
         return None
     ref = kwargs.get("input_ids")
     if ref is None and args:

@@ -202,3 +202,23 @@ def test_save_for_scale_rejects_non_linear_rope(tmp_path):
         pass
     with pytest.raises(ValueError, match="rope_type=\\['llama3'\\]"):
         save_for_scale(model, tmp_path, 2)
+
+
+@torch.inference_mode()
+def test_hf_generate_with_kv_cache_under_rope_scale():
+    """generate() (KV cache, `cache=` kwarg in transformers 5.x) inside rope_scale: g = 1 changes nothing,
+    and at g = 3 the cached generation equals greedy decoding that recomputes the whole prefix."""
+    model = tiny_model("llama", base_window=L)
+    ids = ids_for(model, bsz=1, n=3 * L - 10)
+    mask = torch.ones_like(ids)
+    plain = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+    with rope_scale(model, 1):
+        same = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+    assert torch.equal(plain, same)
+    with rope_scale(model, 3):
+        cached = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+        seq = ids
+        for _ in range(8):  # no cache: full forward each step
+            nxt = model(input_ids=seq, attention_mask=torch.ones_like(seq), use_cache=False).logits[:, -1].argmax(-1)
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+    assert torch.equal(cached, seq)
