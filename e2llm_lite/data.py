@@ -26,7 +26,6 @@ serves batches of ``R``-token windows at random offsets. ``get_batch(i)`` is a p
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import sysconfig
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
+
+from .files import save_json  # noqa: F401  (re-exported: data.save_json)
 
 __all__ = [
     "Corpus",
@@ -385,16 +386,6 @@ class PackedWindows:
     def with_seq_len(self, seq_len: int, batch_size: int | None = None) -> "PackedWindows":
         """Same stream and seed, other window length (e.g. PI's g·L sequences)."""
         return PackedWindows(self.stream, seq_len, batch_size or self.batch_size, self.seed)
-
-
-def save_json(obj, path: str | os.PathLike) -> str:
-    """Write JSON atomically (tmp file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return str(path)
 
 
 class PasskeyMix:

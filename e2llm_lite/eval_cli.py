@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 
 from . import data as D
-from .evaluate import CONVENTIONS, _atomic_write, ppl_grid
+from .evaluate import CONVENTIONS, ppl_grid
+from .files import atomic_write
 from .retrieval import STYLES, retrieval_grid
 
 __all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g"]
@@ -248,7 +249,7 @@ def run(args) -> int:
                                   out_dir=out, stem=stem)
             print(_retrieval_markdown(grid, f"{name} ({_g_name(g)})"))
     if out is not None:
-        _atomic_write(out / "eval_args.json", json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")}, indent=2) + "\n")
+        atomic_write(out / "eval_args.json", json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")}, indent=2) + "\n")
         print(f"results in {out}")
     return 0
 

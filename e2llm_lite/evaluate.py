@@ -57,6 +57,7 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 import torch
 
 from . import hf
+from .files import atomic_write, save_fig
 
 __all__ = [
     "CONVENTIONS",
@@ -348,7 +349,7 @@ class PplGrid:
         ax.legend(fontsize=8)
         fig.tight_layout()
         if path is not None:
-            _atomic_savefig(fig, path)
+            save_fig(fig, path)
         return fig, ax
 
     def save(self, out_dir: str | os.PathLike, stem: str = "ppl_grid") -> dict[str, str]:
@@ -357,8 +358,8 @@ class PplGrid:
 
         os.makedirs(out_dir, exist_ok=True)
         paths = {k: os.path.join(out_dir, f"{stem}.{k}") for k in ("json", "md", "png")}
-        _atomic_write(paths["json"], json.dumps(self.to_dict(), indent=2) + "\n")
-        _atomic_write(paths["md"], self.to_markdown() + "\n")
+        atomic_write(paths["json"], json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write(paths["md"], self.to_markdown() + "\n")
         fig, _ = self.plot(paths["png"])
         plt.close(fig)
         return paths
@@ -366,21 +367,6 @@ class PplGrid:
 
 def _fmt_len(n: int) -> str:
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
-
-
-def _atomic_write(path, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _atomic_savefig(fig, path) -> None:
-    path = os.fspath(path)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{os.getpid()}{ext}"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
 
 
 def ppl_grid(

@@ -56,6 +56,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .files import atomic_write, save_fig, save_json
+
 __all__ = [
     "ModelShape",
     "PRESETS",
@@ -441,11 +443,7 @@ def plot_fig1(rows: list[dict], path: str | os.PathLike | None = None, cfg: Plan
     ax2.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        save_fig(fig, path)
     return fig, (ax1, ax2)
 
 
@@ -473,7 +471,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .data import save_json
 
     try:
         pi_lens = tuple(int(x) for x in str(args.pi_lens).split(",") if x.strip())
@@ -493,9 +490,7 @@ def run(args) -> int:
     out = Path(args.out)
     save_json({"model": str(args.model), "config": {**asdict(cfg), "optimizer": cfg.optimizer_name},
                "assumed_utilization": cfg.assumed_utilization, "rows": rows}, out.with_suffix(".json"))
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(md + "\n", encoding="utf-8")
-    os.replace(tmp, out.with_suffix(".md"))
+    atomic_write(out.with_suffix(".md"), md + "\n")
     if not args.no_plot:
         import matplotlib
 

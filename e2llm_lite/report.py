@@ -12,10 +12,10 @@ turns the measured numbers into a verdict per claim of the issue / paper:
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
+
+from .files import atomic_write, save_fig, save_json
 
 __all__ = ["PAPER", "save_grid", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "write_report"]
 
@@ -37,13 +37,6 @@ PAPER = {
 }
 
 
-def _savefig(fig, path) -> str:
-    from .evaluate import _atomic_savefig
-
-    _atomic_savefig(fig, path)
-    return os.fspath(path)
-
-
 def _finish(fig, ax, path, title: str):
     """Common end of the line plots: title, grid, legend, save (and close) when ``path`` is given."""
     import matplotlib.pyplot as plt
@@ -53,7 +46,7 @@ def _finish(fig, ax, path, title: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
-        _savefig(fig, path)
+        save_fig(fig, path)
         plt.close(fig)
     return fig, ax
 
@@ -66,17 +59,13 @@ def save_grid(grid, json_path, stem, title: str) -> None:
     """``grid`` (:class:`e2llm_lite.evaluate.PplGrid`) -> JSON at ``json_path``, ``stem.md`` and ``stem.png``."""
     import matplotlib.pyplot as plt
 
-    from .data import save_json
-
     save_json(grid.to_dict(), json_path)
     stem = Path(stem)
     md = f"### {title}\n\n" + grid.to_markdown() + "\n"
-    tmp = stem.with_suffix(".md.tmp")
-    tmp.write_text(md, encoding="utf-8")
-    os.replace(tmp, stem.with_suffix(".md"))
+    atomic_write(stem.with_suffix(".md"), md)
     fig, ax = grid.plot(None, title=title)
     ax.set_yscale("log")
-    _savefig(fig, stem.with_suffix(".png"))
+    save_fig(fig, stem.with_suffix(".png"))
     plt.close(fig)
 
 
@@ -123,7 +112,7 @@ def plot_fig6(grids: dict, path=None):
     fig.suptitle("Fig. 6 in miniature: passkey exact match", fontsize=10)
     fig.tight_layout()
     if path is not None:
-        _savefig(fig, path)
+        save_fig(fig, path)
         plt.close(fig)
     return fig, axes
 
@@ -447,8 +436,4 @@ def write_report(out: dict, summary: dict, path) -> str:
         f"| total (sum) | {round(sum(wall.values()), 1)} |",
         "",
     ]
-    path = Path(path)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
-    return str(path)
+    return atomic_write(path, "\n".join(lines))

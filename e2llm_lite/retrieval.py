@@ -46,7 +46,8 @@ import torch
 
 from . import hf
 from .data import ByteTokenizer  # re-exported: the byte-level tiny models' tokenizer
-from .evaluate import GRule, _atomic_savefig, _atomic_write, _device_of, resolve_g
+from .evaluate import GRule, _device_of, resolve_g
+from .files import atomic_write, save_fig
 
 __all__ = [
     "STYLES",
@@ -421,14 +422,14 @@ def save_retrieval(grid: dict, out_dir: str | os.PathLike, stem: str = "retrieva
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, f"{stem}.{k}") for k in ("json", "csv", "png")}
-    _atomic_write(paths["json"], json.dumps(grid, indent=2) + "\n")
+    atomic_write(paths["json"], json.dumps(grid, indent=2) + "\n")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["depth", "length", "g", "accuracy", "n"])
     for di, d in enumerate(grid["depths"]):
         for li, n in enumerate(grid["lengths"]):
             w.writerow([d, n, grid["g"][li], grid["accuracy"][di][li], grid["n_per_cell"]])
-    _atomic_write(paths["csv"], buf.getvalue())
+    atomic_write(paths["csv"], buf.getvalue())
     fig, _ = plot_heatmap(grid, paths["png"])
     plt.close(fig)
     return paths
@@ -452,5 +453,5 @@ def plot_heatmap(grid: dict, path: str | os.PathLike | None = None, ax=None, tit
     fig.colorbar(im, ax=ax, label="accuracy")
     fig.tight_layout()
     if path is not None:
-        _atomic_savefig(fig, path)
+        save_fig(fig, path)
     return fig, ax

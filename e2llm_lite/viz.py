@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from . import augment, rope
+from .files import atomic_write
 
 __all__ = [
     "FIGSIZE",
@@ -104,19 +104,6 @@ def display_path(path: str | os.PathLike) -> str:
     return p.name
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _jsonable(x):
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -147,9 +134,9 @@ def save_figure(fig, name: str, data: Mapping, directory: str | os.PathLike | No
     # no Software/date metadata: the same figure gives the same bytes
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     png = d / f"{name}.png"
-    _atomic_write(png, buf.getvalue())
+    atomic_write(png, buf.getvalue())
     payload = {"figure": f"{name}.png", **_jsonable(dict(data))}
-    _atomic_write(d / f"{name}.json", (json.dumps(payload, indent=1) + "\n").encode())
+    atomic_write(d / f"{name}.json", (json.dumps(payload, indent=1) + "\n").encode())
     return png
 
 
