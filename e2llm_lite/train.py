@@ -212,8 +212,12 @@ def train(
         optimizer = optimizer_factory(params)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     gen = augment.make_generator(cfg.seed)  # ONE generator for every (g, t) draw of the run
-    if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable()
+    if cfg.gradient_checkpointing:
+        # transformers >= 5 renames it activation_checkpointing_enable (the old name warns)
+        enable = getattr(model, "activation_checkpointing_enable", None) or getattr(model, "gradient_checkpointing_enable", None)
+        if enable is None:
+            raise ValueError(f"{type(model).__name__} has no gradient checkpointing; set gradient_checkpointing=False")
+        enable()
     device = next(model.parameters()).device
 
     # 2) resume
