@@ -1,4 +1,4 @@
-"""Benchmark: :func:`e2llm_lite.evaluate.perplexity` against a naive per-window loop.
+"""Benchmark: :func:`e2llm_lite.eval.perplexity.perplexity` against a naive per-window loop.
 
 The naive loop is how LongLoRA's ``eval.py`` and the Hugging Face perplexity guide evaluate: one
 window at a time (no batching), ``model(input_ids, labels=…)`` on every window, so the logits of
@@ -27,7 +27,7 @@ import torch
 
 from e2llm_lite import data as D
 from e2llm_lite import hf
-from e2llm_lite.evaluate import perplexity
+from e2llm_lite.eval.perplexity import perplexity
 from e2llm_lite.models import tiny_model
 
 HERE = Path(__file__).resolve().parent
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
     # 1) model and data: the miniature's base when shipped, else the same shape randomly initialised
     try:
-        from e2llm_lite.pretrain import load_base
+        from e2llm_lite.models import load_base
 
         model, tok, _ = load_base()
         model_name = "miniature base (assets)"

@@ -3,7 +3,7 @@ r"""Measure E² fine-tuning steps of a 7B-shaped model per mode on one GPU, next
 For a GPU user (not a test; no download: the model is randomly initialised from Llama-2-7B's shape,
 which is all memory and speed depend on). For each mode (full, LoRA, QLoRA) and each training length
 (E² at R = 4K; PI at 16K and 32K, i.e. the run PI needs for each window) it runs a few optimizer
-steps of :func:`e2llm_lite.train.train` — the project's loop, bf16, gradient checkpointing, two
+steps of :func:`e2llm_lite.train.loop.train` — the project's loop, bf16, gradient checkpointing, two
 micro-batches per step so that gradients are alive during a forward as in a real accumulation run —
 and records
 
@@ -34,9 +34,10 @@ import time
 
 import torch
 
-from e2llm_lite import modes, planner
+from e2llm_lite.train import loading as modes
+from e2llm_lite.train import planner
 from e2llm_lite.augment import AugmentConfig
-from e2llm_lite.train import TrainConfig, train
+from e2llm_lite.train.loop import TrainConfig, train
 
 #: a CPU-sized shape for checking the script itself
 TINY = planner.ModelShape(vocab_size=256, hidden_size=64, intermediate_size=172, num_layers=2, num_heads=4, num_kv_heads=4)

@@ -1,7 +1,7 @@
 """e2llm-lite: a small, tested reference implementation of E²-LLM (arXiv 2401.06951)."""
-from .augment import SCHEMES, AugmentConfig, Draw, e2_position_ids, max_offset, register_scheme, sample
-from .hf import check_position_ids, e2_context, e2_forward, rope_scale, rotary_modules, save_for_scale, scale_for_length
-from .rope import apply_rope, apply_rope_complex, e2_positions, inv_freq, pi_positions, rope_angles, score
+from e2llm_lite.augment import SCHEMES, AugmentConfig, Draw, e2_position_ids, max_offset, register_scheme, sample
+from e2llm_lite.hf import check_position_ids, e2_context, e2_forward, rope_scale, rotary_modules, save_for_scale, scale_for_length
+from e2llm_lite.rope import apply_rope, apply_rope_complex, e2_positions, inv_freq, pi_positions, rope_angles, score
 
 __version__ = "0.1.0"
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "AugmentConfig",
@@ -65,15 +66,10 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name in ("base_window", "train_len", "g_max"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={v!r}")
-        if not isinstance(self.n_sink, int) or not 0 <= self.n_sink < self.train_len:
-            raise ValueError(
-                f"n_sink must be an integer in [0, R) = [0, {self.train_len}), got n_sink={self.n_sink!r}"
-            )
+            object.__setattr__(self, name, check_int(name, v, 1))
+        object.__setattr__(self, "n_sink", check_int("n_sink", self.n_sink, 0, self.train_len - 1, note=f"below R = train_len = {self.train_len}"))
         if self.fixed_scale is not None:
-            if not isinstance(self.fixed_scale, int) or self.fixed_scale < 1:
-                raise ValueError(f"fixed_scale g must be an integer >= 1, got fixed_scale={self.fixed_scale!r}")
+            object.__setattr__(self, "fixed_scale", check_int("fixed_scale", self.fixed_scale, 1, note="a scale g"))
         if self.scale_probs is not None:
             p = torch.as_tensor(list(self.scale_probs), dtype=torch.float64)
             if p.numel() != self.g_max:
@@ -192,8 +188,7 @@ def _assemble(cfg: AugmentConfig, scales: torch.Tensor, offsets: torch.Tensor, b
 
 
 def _n_draws(cfg: AugmentConfig, batch_size: int) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    batch_size = check_int("batch_size", batch_size, 1)
     return batch_size if cfg.per_sample else 1
 
 

@@ -17,7 +17,7 @@ byte-level BPE trained locally with Hugging Face ``tokenizers``. Measured on thi
 ``FACTS.md``): with bytes a window of 128–256 holds a few lines of code and a tiny model gains almost
 nothing from more context; a 2K-token BPE packs ~3× more text per position, the base model then
 *uses* its window (loss falls with position) and blows up past it — the regime the paper studies.
-The shipped BPE (``assets/tokenizer.json``) is rebuilt by :func:`train_bpe` from the train split.
+The shipped BPE (``miniature/assets/tokenizer.json``) is rebuilt by :func:`train_bpe` from the train split.
 
 **Packing.** :class:`PackedWindows` concatenates documents (an end-of-text id between them) and
 serves batches of ``R``-token windows at random offsets. ``get_batch(i)`` is a pure function of
@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .files import save_json  # noqa: F401  (re-exported: data.save_json)
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "Corpus",
@@ -53,11 +53,10 @@ __all__ = [
     "PackedWindows",
     "PasskeyMix",
     "filler_text",
-    "save_json",
 ]
 
 #: folder of the shipped tokenizer and base model
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "miniature" / "assets"  # the shipped miniature base (models.MINIATURE_ASSETS)
 
 #: default share of files held out for evaluation (by path hash, see module docstring)
 HELDOUT_FRAC = 0.1
@@ -265,7 +264,7 @@ def train_bpe(texts: Sequence[str], vocab_size: int = 2048, max_chars: int | Non
 
 
 def load_tokenizer(name: str | os.PathLike = "bpe"):
-    """``"bytes"``, ``"bpe"`` (the shipped ``assets/tokenizer.json``) or a path to a tokenizer JSON."""
+    """``"bytes"``, ``"bpe"`` (the shipped ``miniature/assets/tokenizer.json``) or a path to a tokenizer JSON."""
     if str(name) == "bytes":
         return ByteTokenizer()
     path = ASSETS / "tokenizer.json" if str(name) == "bpe" else Path(name)
@@ -349,10 +348,8 @@ class PackedWindows:
         seed: int = 0,
         eos_id: int | None = None,
     ) -> None:
-        if not isinstance(seq_len, int) or seq_len < 2:
-            raise ValueError(f"seq_len must be an integer >= 2, got {seq_len!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        seq_len = check_int("seq_len", seq_len, 2)
+        batch_size = check_int("batch_size", batch_size, 1)
         if isinstance(tokens_or_docs, torch.Tensor):
             stream = tokens_or_docs.reshape(-1).to(torch.int64)
         else:
@@ -392,7 +389,7 @@ class PasskeyMix:
     """Packed LM windows with ``n_passkey`` rows per batch replaced by retrieval samples (task mixing).
 
     The paper fine-tunes on pre-training text mixed with task data (§4.1); here the task is passkey
-    retrieval (:mod:`e2llm_lite.retrieval`). ``sampler(generator, n) -> (ids (n, R), answer_mask (n, R))``
+    retrieval (:mod:`e2llm_lite.eval.retrieval`). ``sampler(generator, n) -> (ids (n, R), answer_mask (n, R))``
     builds the rows, e.g. ``lambda gen, n: retrieval.passkey_batch(tok, filler, R, n, gen)``.
     With ``every = k`` only every k-th batch has them (a batch of one long sequence, e.g. PI's).
     Like :class:`PackedWindows`, ``get_batch(i)`` and ``answer_mask(i)`` depend only on (seed, i).
@@ -401,8 +398,7 @@ class PasskeyMix:
     def __init__(self, windows: PackedWindows, sampler, n_passkey: int, seed: int = 0, every: int = 1) -> None:
         if not 0 <= n_passkey <= windows.batch_size:
             raise ValueError(f"n_passkey must be in [0, batch_size] = [0, {windows.batch_size}], got {n_passkey}")
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        every = check_int("every", every, 1)
         self.windows, self.sampler, self.n_passkey, self.seed = windows, sampler, n_passkey, int(seed)
         self.every = every  # passkey rows only in batches whose index is a multiple of `every`
         self.seq_len, self.batch_size = windows.seq_len, windows.batch_size
@@ -429,7 +425,7 @@ class PasskeyMix:
         return self._build(index)[1]
 
     def answer_loss(self, weight: float = 1.0):
-        """An ``extra_loss`` for :func:`e2llm_lite.train.train`: ``weight`` × CE on the answer tokens."""
+        """An ``extra_loss`` for :func:`e2llm_lite.train.loop.train`: ``weight`` × CE on the answer tokens."""
 
         def extra(outputs, input_ids, index, draw):
             if not self.n_passkey or weight == 0:

@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from .augment import AugmentConfig, sample
-from .hf import e2_forward, rope_scale, save_for_scale
-from .models import ARCHITECTURES, tiny_model
+from e2llm_lite.augment import AugmentConfig, sample
+from e2llm_lite.hf import e2_forward, rope_scale, save_for_scale
+from e2llm_lite.models import ARCHITECTURES, tiny_model
 
 
 @torch.inference_mode()

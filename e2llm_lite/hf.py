@@ -1,6 +1,6 @@
 r"""Apply E² to any RoPE causal LM from Hugging Face ``transformers`` — without forking model code.
 
-How (checked against transformers 5.x, see ``../shared/FACTS.md`` and ``tests/test_hf.py``):
+How (checked against transformers 5.x, see ``../shared/FACTS.md`` and ``tests/core/test_hf.py``):
 
 * Llama-family models (Llama, Mistral, Qwen2, …) own rotary modules with a non-persistent buffer
   ``inv_freq`` (:math:`\theta_j`, Eq. 1) and compute ``cos/sin`` afresh from
@@ -37,7 +37,8 @@ from typing import Iterator
 
 import torch
 
-from .augment import Draw
+from e2llm_lite.augment import Draw
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "SUPPORTED_ROPE_TYPES",
@@ -233,10 +234,8 @@ def scale_for_length(n_tokens: int, base_window: int, g_max: int | None = None, 
     With ``g_max`` and ``allow_unseen=False``, a length past ``L·G_max`` raises instead of picking a
     scale never seen in training (Fig. 5 studies those unseen scales).
     """
-    if not isinstance(n_tokens, int) or n_tokens < 1:
-        raise ValueError(f"n_tokens must be an integer >= 1, got {n_tokens!r}")
-    if not isinstance(base_window, int) or base_window < 1:
-        raise ValueError(f"base_window L must be an integer >= 1, got {base_window!r}")
+    n_tokens = check_int("n_tokens", n_tokens, 1)
+    base_window = check_int("base_window L", base_window, 1)
     g = max(1, -(-n_tokens // base_window))
     if g_max is not None and g > g_max and not allow_unseen:
         raise ValueError(

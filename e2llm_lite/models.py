@@ -5,9 +5,17 @@ architectures (SwiGLU MLP, RMSNorm, grouped-query attention where the family has
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 
-__all__ = ["ARCHITECTURES", "tiny_config", "tiny_model"]
+__all__ = ["ARCHITECTURES", "MINIATURE_ASSETS", "tiny_config", "tiny_model", "load_base"]
+
+#: the shipped miniature base (model, BPE tokenizer, recipe), rebuilt by ``e2llm-lite pretrain``; shared
+#: because it is also the default model of ``e2llm-lite eval`` and the notebooks' CPU path.
+MINIATURE_ASSETS = Path(__file__).resolve().parent / "miniature" / "assets"
 
 #: family -> (config class name, model class name) in ``transformers``
 ARCHITECTURES = {
@@ -64,3 +72,24 @@ def tiny_model(arch: str = "llama", seed: int = 0, attn_implementation: str = "s
     torch.manual_seed(seed)
     model = getattr(transformers, ARCHITECTURES[arch][1])(cfg)
     return model.eval()
+
+
+def load_base(path: str | os.PathLike | None = None):
+    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`e2llm_lite.miniature.pretrain.save_base`."""
+    import transformers
+    from safetensors.torch import load_file
+
+    from e2llm_lite.data import BPETokenizer
+
+    path = Path(path) if path is not None else MINIATURE_ASSETS
+    if not (path / "model.safetensors").is_file():
+        raise ValueError(f"no base model in {path} (model.safetensors missing); run `e2llm-lite pretrain`")
+    cfg = transformers.AutoConfig.from_pretrained(str(path))
+    cfg._attn_implementation = "sdpa"
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    state = {k: v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
+    model.load_state_dict(state)
+    model.eval()
+    tok = BPETokenizer.from_file(path / "tokenizer.json")
+    meta = json.loads((path / "pretrain.json").read_text()) if (path / "pretrain.json").is_file() else {}
+    return model, tok, meta

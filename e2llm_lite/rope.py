@@ -12,7 +12,7 @@ numbers built from *adjacent* coordinates ``(x_{2j}, x_{2j+1})``. Hugging Face `
 pairs coordinate ``j`` with coordinate ``j + d/2`` ("half-split", ``rotate_half``), because its
 checkpoints were permuted on conversion. Both are the same rotation after a fixed permutation of
 the coordinates: :func:`interleaved_to_half` / :func:`half_to_interleaved` map between them, and
-``tests/test_rope.py`` pins that they agree. Everything that touches a real model uses half-split.
+``tests/core/test_rope.py`` pins that they agree. Everything that touches a real model uses half-split.
 
 The attention score of Eq. (2), ``a(m, n) = Re⟨f(q, m), f(k, n)⟩``, depends only on ``m − n``.
 Position Interpolation (Eq. 3–4, Chen et al., 2023) squeezes a window ``L' = g·L`` into the trained

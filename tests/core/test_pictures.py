@@ -1,7 +1,8 @@
-"""e2llm_lite.viz: the coverage computation against hand-derived values and brute force; the plot
+"""e2llm_lite.pictures: the coverage computation against hand-derived values and brute force; the plot
 helpers return fixed-size figures and write PNG + JSON."""
 import json
 import os
+import pathlib
 
 import matplotlib
 
@@ -13,7 +14,8 @@ import torch  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from e2llm_lite import augment, rope, viz  # noqa: E402
+from e2llm_lite import augment, rope  # noqa: E402
+from e2llm_lite import pictures
 
 # a small world where everything can be checked by hand: L = R = 16, scales 1..4, 2 sinks
 L, R, G_MAX, SINKS = 16, 16, 4, 2
@@ -37,11 +39,11 @@ def spans(cov, spec):
 
 
 def test_position_runs_hand_values():
-    np.testing.assert_array_equal(viz.position_runs(torch.tensor([0, 1, 2, 3, 9, 10, 11])), [[0, 3], [9, 11]])
-    np.testing.assert_array_equal(viz.position_runs([5]), [[5, 5]])
-    np.testing.assert_array_equal(viz.position_runs(torch.arange(7)), [[0, 6]])
+    np.testing.assert_array_equal(pictures.position_runs(torch.tensor([0, 1, 2, 3, 9, 10, 11])), [[0, 3], [9, 11]])
+    np.testing.assert_array_equal(pictures.position_runs([5]), [[5, 5]])
+    np.testing.assert_array_equal(pictures.position_runs(torch.arange(7)), [[0, 6]])
     with pytest.raises(ValueError, match="strictly increasing"):
-        viz.position_runs([0, 2, 2])
+        pictures.position_runs([0, 2, 2])
 
 
 def test_distance_intervals_hand_values():
@@ -49,11 +51,11 @@ def test_distance_intervals_hand_values():
     ids = augment.e2_position_ids(8, 8, n_sink=2)
     assert ids.tolist() == [0, 1, 10, 11, 12, 13, 14, 15]
     # ordinary-ordinary 0..5, sink-sink 0..1, query-sink 9..15: the gap 6..8 is never seen
-    np.testing.assert_array_equal(viz.distance_intervals(ids), [[0, 5], [9, 15]])
+    np.testing.assert_array_equal(pictures.distance_intervals(ids), [[0, 5], [9, 15]])
     # without sink keys only ordinary keys remain: 0..5
-    np.testing.assert_array_equal(viz.distance_intervals(ids, ids[2:]), [[0, 5]])
+    np.testing.assert_array_equal(pictures.distance_intervals(ids, ids[2:]), [[0, 5]])
     # t = 0: one run, distances 0..R-1
-    np.testing.assert_array_equal(viz.distance_intervals(torch.arange(8)), [[0, 7]])
+    np.testing.assert_array_equal(pictures.distance_intervals(torch.arange(8)), [[0, 7]])
 
 
 @settings(max_examples=60, deadline=None)
@@ -62,7 +64,7 @@ def test_distance_intervals_equal_brute_force(id_set, drop):
     ids = np.array(sorted(id_set))
     keys = ids[min(drop, len(ids) - 1):]
     brute = sorted({int(q - k) for q in ids for k in keys if q >= k})
-    got = [d for lo, hi in viz.distance_intervals(ids, keys) for d in range(lo, hi + 1)]
+    got = [d for lo, hi in pictures.distance_intervals(ids, keys) for d in range(lo, hi + 1)]
     assert got == brute
 
 
@@ -70,22 +72,22 @@ def test_distance_intervals_equal_brute_force(id_set, drop):
 
 
 def test_coverage_none_covers_only_g1_up_to_R_minus_1():
-    cov = viz.coverage(small(), "none", n_iter=20, seed=0)
+    cov = pictures.coverage(small(), "none", n_iter=20, seed=0)
     np.testing.assert_array_equal(cov.covered, spans(cov, {1: (0, R - 1)}))
     assert cov.iterations.tolist() == [20, 0, 0, 0]
     assert cov.fraction_of_needed() == pytest.approx(R / (L * sum(range(1, G_MAX + 1))))
 
 
 def test_coverage_pi_covers_one_scale_up_to_R_minus_1():
-    cov = viz.coverage(small(fixed_scale=3), "pi", n_iter=20, seed=0)
+    cov = pictures.coverage(small(fixed_scale=3), "pi", n_iter=20, seed=0)
     np.testing.assert_array_equal(cov.covered, spans(cov, {3: (0, R - 1)}))
     # PI trained on the long window (R = L*g) fills its one row, nothing else
-    long = viz.coverage(small(train_len=3 * L, fixed_scale=3), "pi", n_iter=5, seed=0)
+    long = pictures.coverage(small(train_len=3 * L, fixed_scale=3), "pi", n_iter=5, seed=0)
     np.testing.assert_array_equal(long.covered, spans(long, {3: (0, 3 * L - 1)}))
 
 
 def test_coverage_e2_reaches_L_g_minus_1_through_sinks_only():
-    cov = viz.coverage(small(), "e2", n_iter=600, seed=1)
+    cov = pictures.coverage(small(), "e2", n_iter=600, seed=1)
     assert cov.iterations.sum() == 600 and (cov.iterations > 0).all()
     for g in range(1, G_MAX + 1):
         assert cov.max_distance(g) == L * g - 1, g  # the whole window inference at g needs
@@ -94,12 +96,12 @@ def test_coverage_e2_reaches_L_g_minus_1_through_sinks_only():
     # distance 0 (a token with itself) is in every iteration
     np.testing.assert_array_equal(cov.counts[:, 0], cov.iterations)
 
-    no_sink_keys = viz.coverage(small(), "e2", n_iter=600, seed=1, exclude_sink_keys=True)
+    no_sink_keys = pictures.coverage(small(), "e2", n_iter=600, seed=1, exclude_sink_keys=True)
     assert [no_sink_keys.max_distance(g) for g in range(1, G_MAX + 1)] == [R - 1 - SINKS] * G_MAX
 
     # no sinks: the offset is a pure shift (Eq. 2), coverage is that of "no offset"
-    plain = viz.coverage(small(n_sink=0), "e2", n_iter=200, seed=1)
-    no_offset = viz.coverage(small(n_sink=0), "e2-no-offset", n_iter=200, seed=1)
+    plain = pictures.coverage(small(n_sink=0), "e2", n_iter=200, seed=1)
+    no_offset = pictures.coverage(small(n_sink=0), "e2-no-offset", n_iter=200, seed=1)
     want = spans(plain, {g: (0, R - 1) for g in range(1, G_MAX + 1)})
     np.testing.assert_array_equal(plain.covered, want)
     np.testing.assert_array_equal(no_offset.covered, want)
@@ -108,7 +110,7 @@ def test_coverage_e2_reaches_L_g_minus_1_through_sinks_only():
 def test_coverage_counts_equal_brute_force_over_the_same_draws():
     cfg = small(base_window=8, train_len=8, g_max=3)
     n_iter = 40
-    cov = viz.coverage(cfg, "e2", n_iter=n_iter, seed=7)
+    cov = pictures.coverage(cfg, "e2", n_iter=n_iter, seed=7)
     want = np.zeros_like(cov.counts)
     gen = augment.make_generator(7)
     for _ in range(n_iter):
@@ -119,40 +121,40 @@ def test_coverage_counts_equal_brute_force_over_the_same_draws():
             want[int(d.scale[0]) - 1, dist] += 1
     np.testing.assert_array_equal(cov.counts, want)
     # pure: same arguments, same arrays
-    np.testing.assert_array_equal(viz.coverage(cfg, "e2", n_iter=n_iter, seed=7).counts, cov.counts)
+    np.testing.assert_array_equal(pictures.coverage(cfg, "e2", n_iter=n_iter, seed=7).counts, cov.counts)
 
 
 def test_coverage_rejects_bad_arguments():
     with pytest.raises(ValueError, match="n_iter"):
-        viz.coverage(small(), "e2", n_iter=0)
+        pictures.coverage(small(), "e2", n_iter=0)
     with pytest.raises(ValueError, match="g_max"):
-        viz.coverage(small(), "e2", n_iter=50, g_max=2)  # draws g up to 4
+        pictures.coverage(small(), "e2", n_iter=50, g_max=2)  # draws g up to 4
     with pytest.raises(ValueError, match="unknown scheme"):
-        viz.coverage(small(), "yarn", n_iter=5)
+        pictures.coverage(small(), "yarn", n_iter=5)
 
 
 def test_bin_coverage_hand_values():
-    cov = viz.coverage(small(), "none", n_iter=1, seed=0)  # row g=1 covers 0..15 of D = 64
-    b = viz.bin_coverage(cov, 10)  # bins [0,10) [10,20) ... [60,64)
+    cov = pictures.coverage(small(), "none", n_iter=1, seed=0)  # row g=1 covers 0..15 of D = 64
+    b = pictures.bin_coverage(cov, 10)  # bins [0,10) [10,20) ... [60,64)
     assert b.shape == (G_MAX, 7)
     np.testing.assert_allclose(b[0], [1.0, 0.6, 0, 0, 0, 0, 0])
     assert not b[1:].any()
     with pytest.raises(ValueError, match="bin_width"):
-        viz.bin_coverage(cov, 0)
+        pictures.bin_coverage(cov, 0)
 
 
 # --- draws and scores -------------------------------------------------------------------------
 
 
 def test_fixed_draw_matches_the_sampler_layout():
-    d = viz.fixed_draw(16, 16, g=3, t=20, n_sink=2)
+    d = pictures.fixed_draw(16, 16, g=3, t=20, n_sink=2)
     assert d.scale.tolist() == [3] and d.offset.tolist() == [20]
     torch.testing.assert_close(d.position_ids[0], augment.e2_position_ids(16, 20, 2))
     torch.testing.assert_close(d.scaled_positions[0], rope.e2_positions(d.position_ids[0], 0, 3))
     with pytest.raises(ValueError, match=r"\[0, 32\]"):
-        viz.fixed_draw(16, 16, g=3, t=33)
+        pictures.fixed_draw(16, 16, g=3, t=33)
     with pytest.raises(ValueError, match="not fit"):
-        viz.fixed_draw(16, 40, g=2, t=0)
+        pictures.fixed_draw(16, 40, g=2, t=0)
 
 
 def test_score_curve_is_rope_score_at_d_over_g():
@@ -160,9 +162,9 @@ def test_score_curve_is_rope_score_at_d_over_g():
     q, k = torch.randn(32, generator=gen), torch.randn(32, generator=gen)
     d = torch.arange(200)
     want = torch.stack([rope.score(q, k, float(x) / 4, 0.0) for x in d]).numpy()
-    np.testing.assert_allclose(viz.score_curve(q, k, d, 4), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pictures.score_curve(q, k, d, 4), want, rtol=1e-5, atol=1e-5)
     # PI stretches the curve: a_PI(g*d) = a(d)
-    np.testing.assert_array_equal(viz.score_curve(q, k, d * 4, 4), viz.score_curve(q, k, d))
+    np.testing.assert_array_equal(pictures.score_curve(q, k, d * 4, 4), pictures.score_curve(q, k, d))
 
 
 # --- plots and files --------------------------------------------------------------------------
@@ -171,20 +173,20 @@ def test_score_curve_is_rope_score_at_d_over_g():
 def test_plot_helpers_return_fixed_size_figures_and_save(tmp_path):
     import matplotlib.pyplot as plt
 
-    draws = [viz.fixed_draw(16, 16, g, 0, 2) for g in (2, 3)]
-    fig, axes = viz.plot_position_indices(draws, 16, n_sink=2)
-    assert len(axes) == 2 and fig.get_figwidth() == viz.FIGSIZE[0]
-    fig1, axes1 = viz.plot_position_indices(draws, 16, zoom=None)
+    draws = [pictures.fixed_draw(16, 16, g, 0, 2) for g in (2, 3)]
+    fig, axes = pictures.plot_position_indices(draws, 16, n_sink=2)
+    assert len(axes) == 2 and fig.get_figwidth() == pictures.FIGSIZE[0]
+    fig1, axes1 = pictures.plot_position_indices(draws, 16, zoom=None)
     assert len(axes1) == 1
-    fig2, ax2 = viz.plot_scores(np.arange(5), {"a": np.arange(5.0)}, seen=3, vlines={"x": 4}, logx=True,
+    fig2, ax2 = pictures.plot_scores(np.arange(5), {"a": np.arange(5.0)}, seen=3, vlines={"x": 4}, logx=True,
                                 hband=("band", 0.0, 2.0))
-    assert tuple(fig2.get_size_inches()) == viz.FIGSIZE
+    assert tuple(fig2.get_size_inches()) == pictures.FIGSIZE
     assert [ln.get_label() for ln in ax2.get_lines()][0] == "a"
-    cov = viz.coverage(small(), "e2", n_iter=50, seed=0)
-    fig3, axes3 = viz.plot_coverage([cov, cov], labels=["x", "y"], bin_width=8)
-    assert tuple(fig3.get_size_inches()) == viz.TALL_FIGSIZE and len(axes3) == 2
+    cov = pictures.coverage(small(), "e2", n_iter=50, seed=0)
+    fig3, axes3 = pictures.plot_coverage([cov, cov], labels=["x", "y"], bin_width=8)
+    assert tuple(fig3.get_size_inches()) == pictures.TALL_FIGSIZE and len(axes3) == 2
 
-    png = viz.save_figure(fig3, "test_coverage", {"summary": cov.summary(), "arr": np.arange(3)}, directory=tmp_path)
+    png = pictures.save_figure(fig3, "test_coverage", {"summary": cov.summary(), "arr": np.arange(3)}, directory=tmp_path)
     assert png == tmp_path / "test_coverage.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((tmp_path / "test_coverage.json").read_text())
     assert data["figure"] == "test_coverage.png" and data["arr"] == [0, 1, 2]
@@ -192,21 +194,21 @@ def test_plot_helpers_return_fixed_size_figures_and_save(tmp_path):
     assert oct(png.stat().st_mode & 0o777) == "0o644"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
     with pytest.raises(ValueError, match="plain file stem"):
-        viz.save_figure(fig3, "../evil", {}, directory=tmp_path)
+        pictures.save_figure(fig3, "../evil", {}, directory=tmp_path)
     with pytest.raises(ValueError, match="at least one"):
-        viz.plot_position_indices([], 16)
+        pictures.plot_position_indices([], 16)
     plt.close("all")
 
 
 def test_figures_dir_and_display_path(tmp_path, monkeypatch):
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = str(pathlib.Path(__file__).resolve().parents[2])  # the repository root
     monkeypatch.chdir(os.path.join(here, "notebooks") if os.path.isdir(os.path.join(here, "notebooks")) else here)
-    assert str(viz.repo_root()) == os.path.realpath(here)
-    monkeypatch.delenv(viz.ENV_FIGURES, raising=False)
-    assert viz.figures_dir(create=False) == viz.repo_root() / "figures"
-    assert viz.display_path(viz.repo_root() / "figures" / "x.png") == "figures/x.png"
-    monkeypatch.setenv(viz.ENV_FIGURES, str(tmp_path / "out"))
-    assert viz.figures_dir() == tmp_path / "out" and (tmp_path / "out").is_dir()
+    assert str(pictures.repo_root()) == os.path.realpath(here)
+    monkeypatch.delenv(pictures.ENV_FIGURES, raising=False)
+    assert pictures.figures_dir(create=False) == pictures.repo_root() / "figures"
+    assert pictures.display_path(pictures.repo_root() / "figures" / "x.png") == "figures/x.png"
+    monkeypatch.setenv(pictures.ENV_FIGURES, str(tmp_path / "out"))
+    assert pictures.figures_dir() == tmp_path / "out" and (tmp_path / "out").is_dir()
     monkeypatch.chdir(tmp_path)
-    assert viz.repo_root() is None
-    assert viz.display_path(tmp_path / "out" / "y.png") == "out/y.png"
+    assert pictures.repo_root() is None
+    assert pictures.display_path(tmp_path / "out" / "y.png") == "out/y.png"

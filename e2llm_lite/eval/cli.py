@@ -20,8 +20,8 @@ Examples::
 of fine-tuned weights (``runs/<profile>/work/models/<run>.safetensors`` from ``e2llm-lite reproduce``;
 ``--base`` names the folder whose architecture and tokenizer it uses), or, when online, a Hub id.
 Remote code is never trusted unless ``--trust-remote-code`` is given. Everything the run measured
-goes to ``--out`` as JSON, markdown / CSV and PNG (:mod:`e2llm_lite.evaluate`,
-:mod:`e2llm_lite.retrieval`).
+goes to ``--out`` as JSON, markdown / CSV and PNG (:mod:`e2llm_lite.eval.perplexity`,
+:mod:`e2llm_lite.eval.retrieval`).
 """
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from . import data as D
-from .evaluate import CONVENTIONS, ppl_grid
-from .files import atomic_write
-from .retrieval import STYLES, retrieval_grid
+from e2llm_lite import data as D
+from e2llm_lite.eval.perplexity import CONVENTIONS, ppl_grid
+from e2llm_lite.atomic_files import atomic_write
+from e2llm_lite.eval.retrieval import STYLES, retrieval_grid
 
 __all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g"]
 
@@ -141,7 +141,7 @@ def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dt
     if path.is_file() and path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        from .pretrain import load_base
+        from e2llm_lite.models import load_base
 
         model, tok, _ = load_base(base)
         model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})

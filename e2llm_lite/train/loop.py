@@ -34,8 +34,10 @@ from typing import Callable
 
 import torch
 
-from . import augment, hf
-from .augment import AugmentConfig
+from e2llm_lite import augment
+from e2llm_lite import hf
+from e2llm_lite.augment import AugmentConfig
+from e2llm_lite.validation import check_int
 
 __all__ = ["TrainConfig", "TrainResult", "train", "load_checkpoint", "lr_lambda", "CKPT_NAME"]
 
@@ -68,8 +70,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "steps" else 1):
-                raise ValueError(f"{name} must be an integer >= {0 if name == 'steps' else 1}, got {name}={v!r}")
+            object.__setattr__(self, name, check_int(name, v, 0 if name == "steps" else 1))
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.scheme not in augment.SCHEMES:

@@ -1,14 +1,13 @@
-"""e2llm_lite.retrieval: prompt formats, exact lengths, greedy generation with and without KV cache."""
+"""e2llm_lite.eval.retrieval: prompt formats, exact lengths, greedy generation with and without KV cache."""
 import json
 import re
 
 import pytest
 import torch
-from test_evaluate import one_thread  # noqa: F401 - autouse: one torch thread for tiny models
 
 from e2llm_lite import hf
 from e2llm_lite.models import tiny_model
-from e2llm_lite.retrieval import (
+from e2llm_lite.eval.retrieval import (
     LONGLORA_GARBAGE,
     LONGLORA_QUESTION,
     LONGLORA_TASK,
@@ -204,7 +203,7 @@ def test_retrieval_grid_and_heatmap(model, tmp_path):
     assert all(a in (0.0, 0.5, 1.0) for row in grid["accuracy"] for a in row)
     assert retrieval_grid(model, tok, FILLER, **kw) == grid  # deterministic
     # a cell equals scoring its samples by hand
-    from e2llm_lite.retrieval import _cell_seed
+    from e2llm_lite.eval.retrieval import _cell_seed
 
     gen = torch.Generator().manual_seed(_cell_seed(3, 96, 0.5))
     samples = [passkey_sample(tok, FILLER, 96, 0.5, gen) for _ in range(2)]

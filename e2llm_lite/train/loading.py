@@ -38,7 +38,8 @@ from typing import Callable
 
 import torch
 
-from . import hf
+from e2llm_lite import hf
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "MODES",
@@ -90,8 +91,7 @@ class ModeConfig:
             raise ValueError(
                 f"attn_implementation must be 'sdpa', 'eager' or 'flash_attention_2', got {self.attn_implementation!r}"
             )
-        if not isinstance(self.lora_r, int) or self.lora_r < 1:
-            raise ValueError(f"lora_r must be an integer >= 1, got {self.lora_r!r}")
+        object.__setattr__(self, "lora_r", check_int("lora_r", self.lora_r, 1))
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         self.lora_targets = tuple(self.lora_targets)
@@ -228,7 +228,7 @@ def trainable_summary(model) -> dict:
 def optimizer_factory(
     name: str = "adamw", lr: float = 1e-5, betas=(0.9, 0.95), weight_decay: float = 0.0
 ) -> Callable:
-    """``params -> Optimizer`` for :func:`e2llm_lite.train.train` (paper §4.1: AdamW, β = 0.9/0.95).
+    """``params -> Optimizer`` for :func:`e2llm_lite.train.loop.train` (paper §4.1: AdamW, β = 0.9/0.95).
 
     ``adamw`` (torch; fused kernel on CUDA), ``adamw8bit`` / ``paged_adamw8bit`` (bitsandbytes: m and
     v as 8-bit blockwise-quantised tensors, 2 bytes per parameter; *paged* lets them spill to CPU RAM
@@ -270,7 +270,7 @@ def _save_tokenizer(tokenizer, path: Path) -> None:
     if hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(path)
         return
-    from .data import save_json
+    from e2llm_lite.atomic_files import save_json
 
     if hasattr(tokenizer, "save"):  # BPETokenizer
         tokenizer.save(path / "e2llm_tokenizer.json")

@@ -9,8 +9,8 @@ import torch
 from e2llm_lite import data as data_mod
 from e2llm_lite.cli import main
 from e2llm_lite.models import tiny_model
-from e2llm_lite.train import TrainConfig
-from e2llm_lite.train_cli import FinetuneConfig, StreamWindows, finetune
+from e2llm_lite.train.loop import TrainConfig
+from e2llm_lite.train.finetune import FinetuneConfig, StreamWindows, finetune
 
 L = 32
 CORPUS = os.path.join(sysconfig.get_paths()["stdlib"], "json")  # a few real .py files, offline
@@ -48,7 +48,7 @@ def test_cli_end_to_end(tiny_dir, tmp_path, capsys):
     cfg = json.loads((merged / "config.json").read_text())
     assert cfg["max_position_embeddings"] == 4 * L
     # the export reloads with stock transformers and the project's tokenizer note
-    from e2llm_lite.train_cli import load_tokenizer_for
+    from e2llm_lite.train.finetune import load_tokenizer_for
 
     tok = load_tokenizer_for(str(merged))
     assert tok.vocab_size == 256
@@ -112,7 +112,7 @@ def test_stream_windows_consecutive_and_restartable(tmp_path):
 
 
 def test_jsonl_mix_is_streamed_in_order(tmp_path):
-    from e2llm_lite.train_cli import build_data
+    from e2llm_lite.train.finetune import build_data
 
     rows = [{"text": f"row {i} " + "xyz" * (3 + i), "source": "pile" if i % 2 else "sharegpt"} for i in range(6)]
     path = tmp_path / "mix.jsonl"

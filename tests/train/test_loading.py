@@ -1,13 +1,14 @@
-"""modes.py: what each mode trains, QLoRA on CPU, exports (adapter, merged, linear-rope config), resume."""
+"""e2llm_lite.train.loading: what each mode trains, QLoRA on CPU, exports (adapter, merged, linear-rope config), resume."""
 import importlib.util
 import json
 
 import pytest
 import torch
 
-from e2llm_lite import hf, modes
+from e2llm_lite import hf
+from e2llm_lite.train import loading as modes
 from e2llm_lite.models import tiny_model
-from e2llm_lite.train import TrainConfig, train
+from e2llm_lite.train.loop import TrainConfig, train
 from e2llm_lite.augment import AugmentConfig
 from e2llm_lite.data import PackedWindows
 

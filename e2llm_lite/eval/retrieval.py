@@ -44,10 +44,10 @@ from typing import Sequence
 
 import torch
 
-from . import hf
-from .data import ByteTokenizer  # re-exported: the byte-level tiny models' tokenizer
-from .evaluate import GRule, _device_of, resolve_g
-from .files import atomic_write, save_fig
+from e2llm_lite import hf
+from e2llm_lite.data import ByteTokenizer  # re-exported: the byte-level tiny models' tokenizer
+from e2llm_lite.eval.perplexity import GRule, _device_of, resolve_g
+from e2llm_lite.atomic_files import atomic_write, save_fig
 
 __all__ = [
     "STYLES",
@@ -322,7 +322,7 @@ def retrieval_accuracy(
 ):
     """Fraction of ``samples`` whose greedy answer equals ``answer_ids`` exactly (every token).
 
-    ``g="auto"`` scales each sample by ``⌈length / L⌉`` (§4.2.3); see :func:`e2llm_lite.evaluate.resolve_g`.
+    ``g="auto"`` scales each sample by ``⌈length / L⌉`` (§4.2.3); see :func:`e2llm_lite.eval.perplexity.resolve_g`.
     Samples with equal prompt and answer lengths are generated together in batches of ``batch_size``.
     With ``return_hits`` returns ``(accuracy, hits)`` with one bool per sample, in order.
     """

@@ -1,4 +1,4 @@
-"""Tests for e2llm_lite.train: Algorithm 1 loop, exact resume, checkpoints, schedules, hooks."""
+"""Tests for e2llm_lite.train.loop: Algorithm 1 loop, exact resume, checkpoints, schedules, hooks."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ from e2llm_lite import augment
 from e2llm_lite.augment import AugmentConfig
 from e2llm_lite.data import PackedWindows
 from e2llm_lite.models import tiny_model
-from e2llm_lite.train import TrainConfig, load_checkpoint, lr_lambda, train
+from e2llm_lite.train.loop import TrainConfig, load_checkpoint, lr_lambda, train
 
 
 def _model():

@@ -1,4 +1,4 @@
-"""e2llm_lite.evaluate: sliding-window perplexity against hand computations on a tiny Llama."""
+"""e2llm_lite.eval.perplexity: sliding-window perplexity against hand computations on a tiny Llama."""
 import json
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from e2llm_lite import hf
-from e2llm_lite.evaluate import PerplexityResult, perplexity, plan_windows, ppl_grid, resolve_g
+from e2llm_lite.eval.perplexity import PerplexityResult, perplexity, plan_windows, ppl_grid, resolve_g
 from e2llm_lite.models import tiny_model
 
 L = 32  # base window of the tiny model
@@ -157,7 +157,7 @@ def test_auto_g_is_ceil_window_over_L_and_scales_positions(model, docs):
     "kwargs,match",
     [
         (dict(window=1), r"window must be an integer >= 2, got window=1"),
-        (dict(window=16, stride=17), r"stride must be an integer in \[1, window\] = \[1, 16\], got stride=17"),
+        (dict(window=16, stride=17), r"stride must be an integer in \[1, 16\] \(at most the window\), got stride=17"),
         (dict(window=16, stride=0), r"stride=0"),
         (dict(window=16, convention="middle"), r"unknown convention 'middle'; valid: 'new', 'all'"),
         (dict(window=16, g=0.5), r"g must be .* >= 1, got g=0.5"),
@@ -196,12 +196,12 @@ def test_ppl_grid_table3_shape_and_files(model, docs, tmp_path):
     saved = json.loads((tmp_path / "t3.json").read_text())
     assert saved["ppl"][2][2] == pytest.approx(grid.ppl[2][2]) and saved["meta"] == {"data": "random"}
     assert (tmp_path / "t3.png").stat().st_size > 1000
-    with pytest.raises(ValueError, match=r"stride must be an integer in \[1, min\(lengths\)\] = \[1, 32\], got stride=40"):
+    with pytest.raises(ValueError, match=r"stride must be an integer in \[1, 32\] \(at most min\(lengths\)\), got stride=40"):
         ppl_grid(rows, docs, [32, 64], stride=40)
 
 
 def test_chunked_scoring_is_exact(model, docs, monkeypatch):
-    import e2llm_lite.evaluate as ev
+    import e2llm_lite.eval.perplexity as ev
 
     whole = perplexity(model, docs, 64, 16, g=None, batch_size=2)
     monkeypatch.setattr(ev, "_SCORE_CHUNK", 5)  # log-softmax over 5 positions at a time

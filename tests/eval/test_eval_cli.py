@@ -3,12 +3,11 @@ import json
 
 import pytest
 import torch
-from test_evaluate import one_thread  # noqa: F401 - autouse: one torch thread for tiny models
 
 from e2llm_lite import cli
 from e2llm_lite.data import ByteTokenizer
-from e2llm_lite.eval_cli import load_model, parse_g
-from e2llm_lite.evaluate import perplexity
+from e2llm_lite.eval.cli import load_model, parse_g
+from e2llm_lite.eval.perplexity import perplexity
 from e2llm_lite.models import tiny_model
 
 TEXTS = [
@@ -79,7 +78,7 @@ def test_state_dict_file_on_a_base_folder(tmp_path, saved):
     from safetensors.torch import save_file
 
     from e2llm_lite.data import train_bpe
-    from e2llm_lite.pretrain import save_base
+    from e2llm_lite.miniature.pretrain import save_base
 
     root, _ = saved
     tok = train_bpe(TEXTS, vocab_size=300)

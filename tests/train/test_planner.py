@@ -1,4 +1,4 @@
-"""Planner (e2llm_lite/planner.py) against hand-derived numbers and against activations measured on CPU.
+"""Planner (e2llm_lite/train/planner.py) against hand-derived numbers and against activations measured on CPU.
 
 The activation formulas are checked by counting, with ``torch.autograd.graph.saved_tensors_hooks``,
 the bytes of every tensor autograd keeps for backward in a tiny transformers Llama (parameters
@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from e2llm_lite import planner
+from e2llm_lite.train import planner
 from e2llm_lite.models import tiny_model
-from e2llm_lite.planner import GiB, PlanConfig, estimate, shape_of
+from e2llm_lite.train.planner import GiB, PlanConfig, estimate, shape_of
 
 N_7B = 6_738_415_616  # Llama-2-7B, sum of config-derived parameter counts (HF model card: 6.74 B)
 

@@ -3,9 +3,9 @@ and notebook 03.
 
 :func:`finetune` runs the paper's recipe (§4.1, Algorithm 1) end to end:
 
-1. load the model in mode ``full | lora | qlora`` (:mod:`e2llm_lite.modes`);
+1. load the model in mode ``full | lora | qlora`` (:mod:`e2llm_lite.train.loading`);
 2. tokenize a corpus with the model's tokenizer and pack it into windows of R tokens;
-3. train with the project's loop (:func:`e2llm_lite.train.train`: E² draws of ``(g, t)``, warm-up,
+3. train with the project's loop (:func:`e2llm_lite.train.loop.train`: E² draws of ``(g, t)``, warm-up,
    gradient accumulation to the global batch, clipping, atomic safetensors checkpoints and exact
    resume from ``out_dir/checkpoints``);
 4. export adapters and a merged model whose config carries ``rope_type="linear", factor=g``.
@@ -31,10 +31,12 @@ from pathlib import Path
 
 import torch
 
-from . import data as data_mod
-from . import modes
-from .augment import SCHEMES, AugmentConfig
-from .train import TrainConfig, train
+from e2llm_lite import data as data_mod
+from e2llm_lite.train import loading as modes
+from e2llm_lite.augment import SCHEMES, AugmentConfig
+from e2llm_lite.train.loop import TrainConfig, train
+from e2llm_lite.atomic_files import save_json
+from e2llm_lite.validation import check_int
 
 __all__ = ["FinetuneConfig", "StreamWindows", "load_tokenizer_for", "build_data", "finetune", "add_arguments", "run"]
 
@@ -86,8 +88,7 @@ class FinetuneConfig:
             raise ValueError(f"unknown scheme {self.scheme!r}; valid: {', '.join(sorted(SCHEMES))}")
         for name in ("seq_len", "global_batch", "micro_batch", "g_max"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={v!r}")
+            object.__setattr__(self, name, check_int(name, v, 1))
         if self.seq_len < 2:
             raise ValueError(f"seq_len R must be >= 2 tokens, got {self.seq_len}")
         if self.global_batch % self.micro_batch:
@@ -98,8 +99,8 @@ class FinetuneConfig:
             )
         if self.optimizer is not None and self.optimizer not in modes.OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(modes.OPTIMIZERS)}")
-        if self.export_g is not None and (not isinstance(self.export_g, int) or self.export_g < 1):
-            raise ValueError(f"export_g must be an integer >= 1 or None, got {self.export_g!r}")
+        if self.export_g is not None:
+            object.__setattr__(self, "export_g", check_int("export_g", self.export_g, 1))
 
 
 # --- tokenizers and data ------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "export": {k: v for k, v in (exported or {}).items() if k != "model"},
         "config": {k: v for k, v in asdict(cfg).items()}, "elapsed_s": time.perf_counter() - t0,
     }
-    data_mod.save_json(summary, Path(cfg.out_dir) / "run.json")
+    save_json(summary, Path(cfg.out_dir) / "run.json")
     return {"model": exported["model"] if exported else model, "tokenizer": tok, "result": result,
             "export": exported, "summary": summary}
 

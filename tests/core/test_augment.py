@@ -152,7 +152,7 @@ def test_register_scheme():
         (dict(g_max=0), "g_max=0"),
         (dict(base_window=0), "base_window=0"),
         (dict(train_len=4096 * 21, g_max=20), "R=86016"),
-        (dict(n_sink=4096), r"\[0, 4096\), got n_sink=4096"),
+        (dict(n_sink=4096), r"\[0, 4095\] \(below R = train_len = 4096\), got n_sink=4096"),
         (dict(n_sink=-1), "n_sink=-1"),
         (dict(g_max=3, scale_probs=[0.5, 0.2, 0.2]), "sum=0.9"),
         (dict(g_max=3, scale_probs=[0.5, 0.5]), "3 values"),

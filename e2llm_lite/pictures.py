@@ -37,8 +37,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from . import augment, rope
-from .files import atomic_write
+from e2llm_lite import augment
+from e2llm_lite import rope
+from e2llm_lite.atomic_files import atomic_write
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "FIGSIZE",
@@ -270,8 +272,7 @@ def coverage(
 
     Pure: the same arguments give the same arrays. Cost: O(n_iter · runs²), not O(n_iter · R²).
     """
-    if not isinstance(n_iter, int) or n_iter < 1:
-        raise ValueError(f"n_iter must be an integer >= 1, got n_iter={n_iter!r}")
+    n_iter = check_int("n_iter", n_iter, 1)
     g_top = int(g_max if g_max is not None else cfg.g_max)
     if g_top < 1:
         raise ValueError(f"g_max must be >= 1, got g_max={g_max!r}")
@@ -307,8 +308,7 @@ def coverage(
 
 def bin_coverage(cov: Coverage, bin_width: int) -> np.ndarray:
     """(G, ceil(D / bin_width)) float: share of the distances in each bin that were covered."""
-    if not isinstance(bin_width, int) or bin_width < 1:
-        raise ValueError(f"bin_width must be an integer >= 1, got {bin_width!r}")
+    bin_width = check_int("bin_width", bin_width, 1)
     G, D = cov.counts.shape
     nb = -(-D // bin_width)
     pad = np.zeros((G, nb * bin_width), dtype=bool)

@@ -9,12 +9,12 @@ The CPU miniature needs what the paper starts from: a model pre-trained at a sho
 3. model: a ``transformers`` Llama (4 layers, hidden 128, 4 heads, SwiGLU, RMSNorm, RoPE θ = 10⁴)
    of ~1.4 M parameters, pre-trained on packed random windows of ``L`` tokens with plain RoPE
    (scheme ``none``), AdamW, cosine learning rate. ``n_passkey`` > 0 mixes passkey rows
-   (:mod:`e2llm_lite.retrieval`, "miniature" style, extra cross-entropy on the answer) into each
+   (:mod:`e2llm_lite.eval.retrieval`, "miniature" style, extra cross-entropy on the answer) into each
    batch. Measured: 2 of 8 rows for 900 steps taught no retrieval (0 % exact at L) and left the LM at
    PPL 146 @L — the answer loss competed with language modelling on a tight budget — so the shipped
    base is a pure LM (``n_passkey = 0``);
 4. ship: tokenizer JSON, weights as bfloat16 safetensors (~2.8 MB) and config in
-   ``e2llm_lite/assets/``, plus ``pretrain.json`` (recipe, losses, wall time, Python version).
+   ``e2llm_lite/miniature/assets/``, plus ``pretrain.json`` (recipe, losses, wall time, Python version).
 
 Every random choice is seeded (model init, window order), so the same command on the same Python and
 torch versions rebuilds the same base; ``--resume`` is automatic from the run folder's checkpoint.
@@ -32,10 +32,10 @@ from pathlib import Path
 
 import torch
 
-from . import data as D
-from .augment import AugmentConfig
-from .models import tiny_model
-from .train import TrainConfig, train
+from e2llm_lite import data as D
+from e2llm_lite.augment import AugmentConfig
+from e2llm_lite.models import load_base, tiny_model  # noqa: F401  (load_base re-exported)
+from e2llm_lite.train.loop import TrainConfig, train
 
 __all__ = ["BaseSpec", "pretrain", "load_base", "save_base", "train_tokens", "add_arguments", "run"]
 
@@ -96,7 +96,7 @@ def train_tokens(tokenizer, corpus: "D.Corpus", cache: str | os.PathLike | None 
 
 def passkey_mix(tok, corpus, stream, seq_len, batch_size, n_passkey, seed, filler_chars=200_000, every=1) -> "D.PasskeyMix":
     """Packed LM windows of ``seq_len`` with ``n_passkey`` miniature passkey rows per ``every``-th batch."""
-    from .retrieval import passkey_batch
+    from e2llm_lite.eval.retrieval import passkey_batch
 
     filler = D.filler_text(corpus, filler_chars)
     windows = D.PackedWindows(stream, seq_len, batch_size, seed=seed)
@@ -125,25 +125,6 @@ def save_base(model, tokenizer, out: str | os.PathLike, meta: dict, dtype=torch.
     else:
         os.replace(tmp, out)
     return str(out)
-
-
-def load_base(path: str | os.PathLike | None = None):
-    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`save_base`."""
-    import transformers
-    from safetensors.torch import load_file
-
-    path = Path(path) if path is not None else D.ASSETS
-    if not (path / "model.safetensors").is_file():
-        raise ValueError(f"no base model in {path} (model.safetensors missing); run `e2llm-lite pretrain`")
-    cfg = transformers.AutoConfig.from_pretrained(str(path))
-    cfg._attn_implementation = "sdpa"
-    model = transformers.AutoModelForCausalLM.from_config(cfg)
-    state = {k: v.float() for k, v in load_file(str(path / "model.safetensors")).items()}
-    model.load_state_dict(state)
-    model.eval()
-    tok = D.BPETokenizer.from_file(path / "tokenizer.json")
-    meta = json.loads((path / "pretrain.json").read_text()) if (path / "pretrain.json").is_file() else {}
-    return model, tok, meta
 
 
 def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike | None = None, progress: bool = True,

@@ -1,6 +1,6 @@
 r"""``e2llm-lite reproduce``: the paper's experiments in miniature, on a laptop CPU.
 
-From one tiny pre-trained base (``e2llm_lite/assets``, rebuilt by ``e2llm-lite pretrain``: a 1.4 M
+From one tiny pre-trained base (``e2llm_lite/miniature/assets``, rebuilt by ``e2llm-lite pretrain``: a 1.4 M
 parameter Llama, BPE of 2,048 tokens, window ``L = 256`` on the CPython standard library) we
 fine-tune every scheme of :data:`e2llm_lite.augment.SCHEMES` with **the same token budget**, then
 measure what the paper's tables and figures measure:
@@ -25,7 +25,7 @@ Outputs: ``<out>/results/*.json`` and ``<out>/figures/{table3,table4,table5}.{md
 ``fig4.png``, ``fig5.png``, ``fig6.png``, ``REPORT.md``. Work files (checkpoints, fine-tuned
 weights, a memo of every perplexity measured) go to ``--work``. **Resume:** a finished phase is
 skipped (its JSON exists), an unfinished fine-tuning resumes from its checkpoint
-(:func:`e2llm_lite.train.train`, bit-identical), and each perplexity cell is memoised, so an
+(:func:`e2llm_lite.train.loop.train`, bit-identical), and each perplexity cell is memoised, so an
 interrupted run picks up where it stopped with the same results.
 """
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import torch
 
-from . import data as D
-from .augment import AugmentConfig
-from .train import TrainConfig, train
+from e2llm_lite import data as D
+from e2llm_lite.augment import AugmentConfig
+from e2llm_lite.train.loop import TrainConfig, train
 
 __all__ = ["Profile", "PROFILES", "Reproduction", "add_arguments", "run"]
 
@@ -120,13 +120,15 @@ def _passkey_rows(batch: int, frac: float) -> tuple[int, int]:
 def _ppl(model, segments, length: int, g, L: int):
     """Perplexity at ``length``: windows overlap by one token, so every token after the first is scored
     exactly once at every length (the same tokens in every column); only its context changes."""
-    from .evaluate import perplexity
+    from e2llm_lite.eval.perplexity import perplexity
 
     return perplexity(model, segments, length, stride=length - 1, g=g, base_window=L, batch_size=4)
 
 
 def _write_json(obj, path) -> str:
-    return D.save_json(obj, path)
+    from e2llm_lite.atomic_files import save_json
+
+    return save_json(obj, path)
 
 
 class Reproduction:
@@ -135,7 +137,7 @@ class Reproduction:
     def __init__(self, profile: Profile, out: str | os.PathLike, work: str | os.PathLike, seed: int = 0,
                  base: str | os.PathLike | None = None, progress: bool = True,
                  corpus: str | os.PathLike | None = None) -> None:
-        from .pretrain import load_base
+        from e2llm_lite.models import load_base
 
         self.p, self.seed, self.progress = profile, int(seed), progress
         self.out, self.work = Path(out), Path(work)
@@ -224,7 +226,7 @@ class Reproduction:
 
     def train_data(self):
         """(train corpus, packed train token stream) — loaded only when a fine-tuning has to run."""
-        from .pretrain import train_tokens
+        from e2llm_lite.miniature.pretrain import train_tokens
 
         if self._train is None:
             corpus = self._corpus("train")
@@ -249,7 +251,7 @@ class Reproduction:
         ``continue_from``: start from a copy of that run's checkpoint — exact because resume is
         bit-identical, so "e2 for 3× the steps" costs only the extra steps.
         """
-        from .pretrain import passkey_mix
+        from e2llm_lite.miniature.pretrain import passkey_mix
         from safetensors.torch import load_file, save_file
 
         p, L = self.p, self.L
@@ -314,7 +316,7 @@ class Reproduction:
 
     def grid(self, rows: dict[str, tuple], stem: str, title: str) -> dict:
         """rows: label -> (run, g rule, max length or None). Writes results/<stem>.json, figures/<stem>.md/png."""
-        from .evaluate import PplGrid
+        from e2llm_lite.eval.perplexity import PplGrid
 
         lengths = [k * self.L for k in self.p.eval_mults]
         ppl, gs, ns = [], [], []
@@ -330,7 +332,7 @@ class Reproduction:
             ppl.append(rp), gs.append(rg), ns.append(rn)
         grid = PplGrid(list(rows), lengths, ppl, gs, ns, None, "new",  # stride = window - 1 (see ppl)
                        {"segments": len(self.segments), "segment_tokens": len(self.segments[0]), "L": self.L})
-        from .report import save_grid
+        from e2llm_lite.miniature.report import save_grid
 
         save_grid(grid, self.results / f"{stem}.json", self.figures / stem, title)
         return grid.to_dict()
@@ -371,7 +373,7 @@ class Reproduction:
         return self.grid(rows, "table5", "Table 5 in miniature: number of sink tokens (g = length / L)")
 
     def fig5(self) -> dict:
-        from .report import plot_fig5
+        from e2llm_lite.miniature.report import plot_fig5
 
         L = self.L
         lengths = [k * L for k in self.p.fig5_mults]  # up to 2·L·G_max: past what the trained scales cover
@@ -384,7 +386,7 @@ class Reproduction:
         return res
 
     def fig4(self) -> dict:
-        from .report import plot_fig4
+        from e2llm_lite.miniature.report import plot_fig4
 
         long = self.work / "train" / "e2-x3.json"  # the e2 run continued (same first steps)
         hist = self._load(long if long.is_file() else self.work / "train" / "e2.json")["history"]
@@ -398,8 +400,8 @@ class Reproduction:
         return res
 
     def fig6(self) -> dict:
-        from .retrieval import retrieval_grid
-        from .report import plot_fig6
+        from e2llm_lite.eval.retrieval import retrieval_grid
+        from e2llm_lite.miniature.report import plot_fig6
 
         p, L = self.p, self.L
         specs = {"base": ("base", "auto"), "none": ("none", "auto"), f"PI (g = {p.pi_scale})": ("pi", p.pi_scale),
@@ -469,7 +471,7 @@ class Reproduction:
                 h = r.pop("history")
                 r["loss_first"], r["loss_last"] = h[0]["loss"], sum(x["loss"] for x in h[-10:]) / len(h[-10:])
                 r["tokens_per_s"] = sum(x["tokens_per_s"] for x in h) / len(h)
-        from .report import claims, write_report
+        from e2llm_lite.miniature.report import claims, write_report
 
         summary["claims"] = claims(out, self.p, self.L)
         _write_json(summary, self.results / "reproduce.json")

@@ -56,7 +56,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "ModelShape",
@@ -215,8 +216,7 @@ class PlanConfig:
             raise ValueError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
         for name in ("seq_len", "micro_batch", "global_batch", "lora_r"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {name}={v!r}")
+            object.__setattr__(self, name, check_int(name, v, 1))
         if self.global_batch % self.micro_batch:
             raise ValueError(
                 f"global_batch={self.global_batch} must be a multiple of micro_batch={self.micro_batch} "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
 
 __all__ = ["PAPER", "save_grid", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "write_report"]
 
@@ -56,7 +56,7 @@ def _fmt(v, digits=2) -> str:
 
 
 def save_grid(grid, json_path, stem, title: str) -> None:
-    """``grid`` (:class:`e2llm_lite.evaluate.PplGrid`) -> JSON at ``json_path``, ``stem.md`` and ``stem.png``."""
+    """``grid`` (:class:`e2llm_lite.eval.perplexity.PplGrid`) -> JSON at ``json_path``, ``stem.md`` and ``stem.png``."""
     import matplotlib.pyplot as plt
 
     save_json(grid.to_dict(), json_path)
@@ -103,7 +103,7 @@ def plot_fig6(grids: dict, path=None):
     """Fig. 6 analogue: one exact-match heatmap (depth × length) per model."""
     import matplotlib.pyplot as plt
 
-    from .retrieval import plot_heatmap
+    from e2llm_lite.eval.retrieval import plot_heatmap
 
     n = len(grids)
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)

@@ -56,8 +56,9 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import torch
 
-from . import hf
-from .files import atomic_write, save_fig
+from e2llm_lite import hf
+from e2llm_lite.atomic_files import atomic_write, save_fig
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "CONVENTIONS",
@@ -104,19 +105,10 @@ class PerplexityResult:
 # --- 1) argument checks and g --------------------------------------------------------------------
 
 
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo and (hi is None or value <= hi)
-    if not ok:
-        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be an integer {rng}, got {name}={value!r}")
-    return value
-
-
 def _check_window_stride(window: int, stride: int | None) -> tuple[int, int]:
-    window = _check_int("window", window, 2)
+    window = check_int("window", window, 2)
     stride = window if stride is None else stride
-    if not isinstance(stride, int) or isinstance(stride, bool) or not 1 <= stride <= window:
-        raise ValueError(f"stride must be an integer in [1, window] = [1, {window}], got stride={stride!r}")
+    stride = check_int("stride", stride, 1, window, note="at most the window")
     return window, stride
 
 
@@ -255,7 +247,7 @@ def perplexity(
     # 1) validate and resolve the scale
     window, stride = _check_window_stride(window, stride)
     _check_convention(convention)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     docs = _as_docs(docs)
     g_val = resolve_g(model, g, window, base_window)
 
@@ -391,13 +383,11 @@ def ppl_grid(
     ("–" in the paper). ``stride`` None = each length's window (disjoint windows). With ``out_dir``
     the grid is also saved as JSON, markdown and PNG (:meth:`PplGrid.save`).
     """
-    lengths = [_check_int("length", int(n) if not isinstance(n, bool) else n, 2) for n in lengths]
+    lengths = [check_int("length", int(n) if not isinstance(n, bool) else n, 2) for n in lengths]
     if not lengths:
         raise ValueError("lengths is empty; pass at least one evaluation length >= 2")
-    if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= min(lengths)):
-        raise ValueError(
-            f"stride must be an integer in [1, min(lengths)] = [1, {min(lengths)}], got stride={stride!r}"
-        )
+    if stride is not None:
+        stride = check_int("stride", stride, 1, min(lengths), note="at most min(lengths)")
     _check_convention(convention)
     docs = _as_docs(docs)
     rows, ppl, gs, ns = [], [], [], []

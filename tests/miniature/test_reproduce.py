@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from e2llm_lite import cli
-from e2llm_lite.reproduce import PROFILES, Reproduction, _passkey_rows
+from e2llm_lite.miniature.reproduce import PROFILES, Reproduction, _passkey_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "runs" / "quick"  # gitignored; notebooks 04/05 read it
 
 
@@ -68,7 +68,7 @@ def test_cells_match_direct_evaluation(quick):
     """A table cell equals perplexity() on the saved fine-tuned weights (nothing lost on the way)."""
     from safetensors.torch import load_file
 
-    from e2llm_lite.evaluate import perplexity
+    from e2llm_lite.eval.perplexity import perplexity
 
     rep = Reproduction(PROFILES["quick"], quick / "recheck", quick / "work", progress=False)
     rep.load_data()

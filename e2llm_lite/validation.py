@@ -1,0 +1,62 @@
+"""Argument checks shared by every module: one message format that names the bad value and the valid range.
+
+``check_int`` accepts anything integer-like — a Python ``int``, a NumPy integer, a 0-d integer
+``torch.Tensor`` (anything with ``__index__``) — and returns a plain ``int``; it rejects ``bool`` and
+floats (``2.5`` would otherwise be silently truncated) with a message about the *type*, and an integer
+out of range with a message about the *value*.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+__all__ = ["ArgumentTypeError", "check_int", "check_positive_float", "describe"]
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """A value of the wrong type: a ``TypeError``, and a ``ValueError`` so callers (and the CLI) that catch
+    bad user input catch it too."""
+
+
+def describe(value) -> str:
+    """``"<type> <repr>"`` for error messages, e.g. ``"float 2.5"``, ``"torch.Tensor tensor(2.)"``."""
+    t = type(value)
+    name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__name__}"
+    return f"{name} {value!r}"
+
+
+def _range(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"in [{lo}, {hi}]"
+    if lo is not None:
+        return f">= {lo}"
+    if hi is not None:
+        return f"<= {hi}"
+    return ""
+
+
+def check_int(name: str, value, lo: int | None = None, hi: int | None = None, note: str = "") -> int:
+    """``int(value)`` if ``value`` is integer-like and ``lo <= value <= hi``; otherwise a ``ValueError``
+    (wrong value) or ``TypeError`` (wrong type) naming ``name``, the value and the valid range;
+    ``note`` explains where the range comes from, e.g. ``"R = train_len = 4096"``."""
+    rng = _range(lo, hi) + (f" ({note})" if note else "")
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ArgumentTypeError(f"{name} must be an integer{(' ' + rng) if rng else ''} (int, NumPy or torch integer), "
+                        f"got {name}={describe(value)}")
+    try:
+        v = value.__index__()
+    except (TypeError, RuntimeError, ValueError):  # e.g. a torch tensor with more than one element
+        raise ArgumentTypeError(f"{name} must be a single integer, got {name}={describe(value)}") from None
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{name} must be an integer {rng}, got {name}={v!r}")
+    return int(v)
+
+
+def check_positive_float(name: str, value, allow_zero: bool = False) -> float:
+    """``float(value)`` for a finite real number > 0 (or >= 0 with ``allow_zero``), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a real number, got {name}={describe(value)}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {name}={v!r}")
+    return v
