@@ -25,18 +25,24 @@ therefore also an ablation of the offset's reach.
 samples. :class:`AugmentConfig.per_sample` switches: ``False`` (default, Eq. 6) draws one ``(g, t)``
 for the whole batch, ``True`` one pair per sequence.
 
+**Scale families.** :attr:`AugmentConfig.family` names how each drawn ``g`` is applied to the
+frequencies — ``linear`` (the paper's PI, Eq. 4), ``ntk`` or ``yarn`` (:mod:`e2llm_lite.scaling`).
+The draw of ``(g, t)`` does not depend on it; per-sample draws need ``linear``.
+
 Schemes share one signature ``scheme(cfg, generator, batch_size) -> Draw`` and live in
 :data:`SCHEMES`: ``none``, ``pi``, ``e2``, ``e2-no-offset``, ``e2-fixed-scale`` (Table 4 ablations).
 A future PoSE scheme (chunked skips) returns its own ``position_ids`` through the same ``Draw``.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from e2llm_lite.validation import check_int
+from e2llm_lite.scaling import check_family
+from e2llm_lite.validation import ArgumentTypeError, check_int, describe
 
 __all__ = [
     "AugmentConfig",
@@ -47,6 +53,8 @@ __all__ = [
     "max_offset",
     "e2_position_ids",
     "make_generator",
+    "step_generator",
+    "sample_for_step",
 ]
 
 
@@ -62,12 +70,19 @@ class AugmentConfig:
     offsets: bool = True  # draw t from {0..L*g-R} (Eq. 7); False = t = 0 ("no offset", Table 4)
     fixed_scale: int | None = None  # g for `pi` and `e2-fixed-scale` (paper's ablation: g = 4)
     per_sample: bool = False  # False: one (g, t) per iteration (Eq. 6); True: one per sequence (Fig. 2)
+    family: str = "linear"  # how a g moves the frequencies: linear (paper, Eq. 4), ntk, yarn (see scaling.py)
 
     def __post_init__(self) -> None:
         for name in ("base_window", "train_len", "g_max"):
             v = getattr(self, name)
             object.__setattr__(self, name, check_int(name, v, 1))
         object.__setattr__(self, "n_sink", check_int("n_sink", self.n_sink, 0, self.train_len - 1, note=f"below R = train_len = {self.train_len}"))
+        check_family(self.family)
+        if self.per_sample and self.family != "linear":
+            raise ValueError(
+                f"per_sample=True needs family='linear' (rows with different g are applied as float positions "
+                f"(m + t)/g, which only linear scaling equals); got family={self.family!r} — use per_sample=False"
+            )
         if self.fixed_scale is not None:
             object.__setattr__(self, "fixed_scale", check_int("fixed_scale", self.fixed_scale, 1, note="a scale g"))
         if self.scale_probs is not None:
@@ -117,6 +132,45 @@ class Draw:
     position_ids: torch.Tensor  # (B, R) int64: m for sinks, m + t after them
     scheme: str = ""
     extra: dict = field(default_factory=dict)
+    family: str = "linear"  # RoPE scale family that applies g (e2llm_lite.scaling.FAMILIES)
+    base_window: int | None = None  # L of the draw's config (YaRN's original window); None = the model's
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> "Draw":
+        """Validate the draw — also one built by hand — and return it: ``scale`` holds integers g ≥ 1
+        (G = {1, …, G_max}, Eq. 6), ``offset`` integers t ≥ 0 (Eq. 7), one per sequence (or one for all),
+        ``position_ids`` is ``(B, R)`` with R ≥ 1. Integer-valued float tensors (``2.``) are accepted and
+        stored as int64; 2.5, 0, −1, nan are rejected with the row and value (a float g would otherwise be
+        truncated by :attr:`uniform_scale`, and g < 1 or nan gives positions past L or non-finite logits)."""
+        for name in ("scale", "offset", "position_ids"):
+            v = getattr(self, name)
+            if not isinstance(v, torch.Tensor):
+                raise ArgumentTypeError(f"Draw.{name} must be a torch.Tensor, got {describe(v)}")
+            if v.dtype == torch.bool or v.is_complex():
+                raise ArgumentTypeError(f"Draw.{name} must be an integer tensor, got dtype {v.dtype}")
+            if v.is_floating_point():
+                bad = ~torch.isfinite(v) | (v != v.round())
+                if bool(bad.any()):
+                    what = {"scale": "integers g >= 1 (G = {1..G_max}, Eq. 6; a float g would be truncated)",
+                            "offset": "integers t >= 0 (Eq. 7)"}.get(name, "integer positions")
+                    raise ValueError(f"Draw.{name} must hold {what}, got {v[bad].flatten()[0].item()!r} "
+                                     f"at index {tuple(i.item() for i in bad.nonzero()[0])}")
+                setattr(self, name, v.to(torch.int64))
+        s, t, pos = self.scale, self.offset, self.position_ids
+        if s.dim() != 1 or s.numel() == 0 or t.shape != s.shape:
+            raise ValueError(f"Draw.scale and Draw.offset must both have shape (B,), got {tuple(s.shape)} and {tuple(t.shape)}")
+        if pos.dim() != 2 or pos.shape[1] == 0 or s.numel() not in (1, pos.shape[0]):
+            raise ValueError(f"Draw.position_ids must have shape (B, R) with R >= 1 and B = {s.numel()} rows, "
+                             f"got {tuple(pos.shape)}")
+        if bool((s < 1).any()):
+            i = int((s < 1).nonzero()[0])
+            raise ValueError(f"Draw.scale must hold integers g >= 1 (G = {{1..G_max}}, Eq. 6), got g={s[i].item()} in row {i}")
+        if bool((t < 0).any()):
+            i = int((t < 0).nonzero()[0])
+            raise ValueError(f"Draw.offset must hold integers t >= 0 (Eq. 7), got t={t[i].item()} in row {i}")
+        return self
 
     @property
     def scaled_positions(self) -> torch.Tensor:
@@ -262,21 +316,70 @@ def sample(
     batch_size: int = 1,
     scheme: str = "e2",
     seq_len: int | None = None,
+    family: str | None = None,
 ) -> Draw:
     """Draw (g, t) and position ids for one iteration of ``scheme`` (default ``"e2"``).
 
     ``seed`` is an int or a ``torch.Generator`` (pass the same generator on every iteration for a
     reproducible stream). ``seq_len`` — the length of the batch about to be trained on — is checked
-    against R: a longer sequence than R would push positions past the base window.
+    against R: a longer sequence than R would push positions past the base window. ``family``
+    (default ``cfg.family``) only labels the draw with the scale family that will apply it — the
+    draw of (g, t) itself (Eq. 6–7) is the same for every family.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; valid schemes: {', '.join(sorted(SCHEMES))}")
+    if seq_len is not None:
+        seq_len = check_int("seq_len", seq_len, 1)  # an empty window trains nothing; > R is refused below
     if seq_len is not None and seq_len > cfg.train_len:
         raise ValueError(
             f"sequence of {seq_len} tokens is longer than the training length R={cfg.train_len}; "
             f"valid lengths are 1..{cfg.train_len}"
         )
+    family = cfg.family if family is None else check_family(family)
+    if family != "linear" and cfg.per_sample:
+        raise ValueError(f"per-sample draws need family='linear', got family={family!r}; use per_sample=False")
     draw = SCHEMES[scheme](cfg, make_generator(seed), batch_size)
+    draw.family, draw.base_window = family, cfg.base_window
     if seq_len is not None:
         draw.position_ids = draw.position_ids[:, :seq_len].contiguous()
+    return draw
+
+
+def step_generator(seed: int, *key: int) -> torch.Generator:
+    """A fresh CPU generator seeded by a hash of ``(seed, *key)`` — the same on every process and machine.
+
+    SHA-256 of the decimal key, first 8 bytes, 63 bits: stable across Python versions (no ``hash()``).
+    """
+    text = ":".join(str(check_int("seed/step key", k, 0)) for k in (seed, *key))
+    digest = hashlib.sha256(text.encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def sample_for_step(
+    cfg: AugmentConfig,
+    seed: int,
+    step: int,
+    batch_size: int = 1,
+    scheme: str = "e2",
+    seq_len: int | None = None,
+    micro: int = 0,
+) -> Draw:
+    """The draw of optimizer step ``step``: a pure function of ``(seed, step)`` (Algorithm 1, Eq. 6–7).
+
+    Every process of a data-parallel job, and every gradient-accumulation micro-batch of one step,
+    computes the same ``(g, t)`` without communicating — "per iteration" holds for the whole job.
+    With ``cfg.per_sample`` row ``i`` of micro-batch ``micro`` gets its own pair from
+    ``(seed, step, micro, i)``; pass the *global* micro-batch (all processes' rows) and let each
+    process take its slice, so the draws do not depend on how many processes share the batch.
+    The scale and offset distributions are the paper's (:func:`sample`).
+    """
+    step = check_int("step", step, 0)
+    if not cfg.per_sample:
+        return sample(cfg, step_generator(seed, step), batch_size, scheme, seq_len)
+    batch_size = check_int("batch_size", batch_size, 1)
+    rows = [sample(cfg, step_generator(seed, step, micro, i), 1, scheme, seq_len) for i in range(batch_size)]
+    draw = rows[0]
+    draw.scale = torch.cat([d.scale for d in rows])  # (B,)
+    draw.offset = torch.cat([d.offset for d in rows])  # (B,)
+    draw.position_ids = torch.cat([d.position_ids for d in rows])  # (B, R)
     return draw

@@ -2,12 +2,23 @@
 
 Each subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; modules are
 imported lazily so ``e2llm-lite --help`` stays fast.
+
+**User errors are one line.** A subcommand reports a bad value by raising ``ValueError`` (or
+``FileNotFoundError`` for a path that does not exist); :func:`main` turns it into
+one line ``e2llm-lite <command>: error: <message>`` on stderr and exit code 2, as argparse does for a bad
+option. A missing optional package becomes one line naming the extra that installs it. Anything else
+is a bug and keeps its traceback; ``E2LLM_LITE_TRACEBACK=1`` shows the traceback of user errors too.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import os
+import re
 import sys
+
+__all__ = ["COMMANDS", "USER_ERRORS", "main", "extra_for"]
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
@@ -20,8 +31,53 @@ COMMANDS = {
 }
 
 
+#: exceptions that mean "the user asked for something invalid" (see the module docstring)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+#: import name -> distribution name, where they differ
+_DIST = {"yaml": "pyyaml", "lm_eval": "lm-eval", "flash_attn": "flash-attn"}
+
+
+def extra_for(module: str | None) -> str | None:
+    """The extra of ``e2llm-lite`` (from its installed metadata) that installs ``module``, or None.
+
+    ``""`` when the package is a core dependency (a broken install); the ``test`` extra is named only
+    when no other extra lists the package."""
+    if not module:
+        return None
+    top = module.split(".")[0]
+    dist = _DIST.get(top, top).lower().replace("_", "-")
+    try:
+        reqs = importlib.metadata.requires("e2llm-lite") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    extras = []
+    for r in reqs:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r)
+        if not m or m[1].lower().replace("_", "-") != dist:
+            continue
+        e = re.search(r"extra\s*==\s*[\"']([^\"']+)[\"']", r)
+        if e is None:
+            return ""
+        extras.append(e[1])
+    return next((e for e in extras if e != "test"), extras[0] if extras else None)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (``prog: error: message``) instead of usage + message."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fail(command: str, message: str, code: int = 2) -> int:
+    one_line = " ".join(str(message).split()) or "invalid input"
+    print(f"e2llm-lite {command}: error: {one_line}", file=sys.stderr, flush=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="e2llm-lite", description="E²-LLM in miniature: train, evaluate and reproduce on a CPU or one GPU.")
+    parser = _Parser(prog="e2llm-lite", description="E²-LLM in miniature: train, evaluate and reproduce on a CPU or one GPU.")
     sub = parser.add_subparsers(dest="command", required=True)
     argv = list(sys.argv[1:] if argv is None else argv)
     wanted = argv[0] if argv and not argv[0].startswith("-") else None
@@ -31,13 +87,37 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 mod = importlib.import_module(mod_name)
             except ModuleNotFoundError as e:
-                if e.name != mod_name:
+                if e.name == mod_name:
+                    parser.error(f"subcommand {name!r} is not available in this version")
+                extra = extra_for(e.name)
+                if extra is None:
                     raise
-                parser.error(f"subcommand {name!r} is not available in this version")
+                return _fail(name, _missing(e.name, extra))
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     args = parser.parse_args(argv)
-    return int(args._run(args) or 0)
+    debug = os.environ.get("E2LLM_LITE_TRACEBACK", "") not in ("", "0")
+    try:
+        return int(args._run(args) or 0)
+    except ModuleNotFoundError as e:  # an optional package imported lazily by this command
+        extra = extra_for(e.name)
+        if extra is None or debug:
+            raise
+        return _fail(args.command, _missing(e.name, extra))
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        return _fail(args.command, str(e) if not isinstance(e, OSError) or not e.filename else
+                     f"{e.strerror or 'no such file or folder'}: {e.filename}")
+    except KeyboardInterrupt:
+        return _fail(args.command, "interrupted (a re-run of the same command resumes where it stopped)", 130)
+
+
+def _missing(module: str, extra: str) -> str:
+    dist = _DIST.get(module.split(".")[0], module.split(".")[0])
+    if extra == "":
+        return f"`{dist}` is not installed although e2llm-lite needs it; reinstall: pip install -e ."
+    return f"this needs `{dist}`, which is not installed: pip install \"e2llm-lite[{extra}]\" (or pip install {dist})"
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ the path, so it gives the same split on every machine and is stable when files a
 stdlib's *content* differs between Python versions: results record ``sys.version``.
 
 **Tokenizers.** :class:`ByteTokenizer` (256 ids, no training) and :class:`BPETokenizer`, a
-byte-level BPE trained locally with Hugging Face ``tokenizers``. Measured on this corpus (see
-``FACTS.md``): with bytes a window of 128–256 holds a few lines of code and a tiny model gains almost
-nothing from more context; a 2K-token BPE packs ~3× more text per position, the base model then
-*uses* its window (loss falls with position) and blows up past it — the regime the paper studies.
+byte-level BPE trained locally with Hugging Face ``tokenizers``. Measured on this corpus while the
+miniature was designed (2-core CPU): with bytes a window of 128–256 holds a few lines of code and a
+tiny model gains almost nothing from more context; a 2K-token BPE packs ~3× more text per position,
+and the shipped base then *uses* its window — its cross-entropy falls from 4.03 on the first 8 predicted
+tokens of a window to 3.33 on positions 128–255 (128 windows of 256 tokens cut from the 8 held-out
+evaluation segments of :func:`eval_segments`; re-measure with :func:`e2llm_lite.models.load_base` and a
+per-position ``cross_entropy``) — and blows up past it (``results/table3.json``, row "base"): the
+regime the paper studies.
 The shipped BPE (``miniature/assets/tokenizer.json``) is rebuilt by :func:`train_bpe` from the train split.
 
 **Packing.** :class:`PackedWindows` concatenates documents (an end-of-text id between them) and
@@ -35,7 +39,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from e2llm_lite.validation import check_int
+from e2llm_lite.validation import check_int, local_path
 
 __all__ = [
     "Corpus",
@@ -149,10 +153,12 @@ def load_corpus(
                 continue  # binary or unreadable file: not text
             items.append((rel, text))
     else:
+        local_path("corpus", source)  # written as a path that does not exist: FileNotFoundError, no `datasets` lookup
         try:
             import datasets
         except ImportError as e:  # pragma: no cover - optional extra
-            raise ValueError(f"corpus {source!r} is neither a path nor loadable: install `datasets`") from e
+            raise ValueError(f"corpus {source!r} is not a local file or folder, and reading it as a `datasets` name "
+                             f"needs `datasets`: pip install \"e2llm-lite[train]\"") from e
         ds = datasets.load_dataset(name, split="train")
         if text_field not in ds.column_names:
             raise ValueError(f"dataset {name!r} has no column {text_field!r}; columns: {ds.column_names}")
@@ -430,7 +436,9 @@ class PasskeyMix:
         def extra(outputs, input_ids, index, draw):
             if not self.n_passkey or weight == 0:
                 return None
-            m = self.answer_mask(index).to(input_ids.device)[:, 1:]  # targets that are answer tokens
+            m = self.answer_mask(index)  # (global micro-batch, R): True on answer tokens
+            lo, hi = (draw.extra or {}).get("rows", (0, m.shape[0])) if draw is not None else (0, m.shape[0])
+            m = m[lo:hi].to(input_ids.device)[:, 1:]  # this process's rows; targets that are answer tokens
             if not bool(m.any()):  # a batch without passkey rows (every > 1): no extra loss
                 return None
             logits = outputs.logits[:, :-1][m]  # (n_answer, V)

@@ -72,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import transformers
 
+    from e2llm_lite.validation import check_int
+
+    check_int("--g", args.g, 1)  # before any work: the parity checks need a scale g >= 1
     transformers.utils.logging.disable_progress_bar()
     t0 = time.perf_counter()
     cfg = AugmentConfig(base_window=4096, train_len=4096, g_max=20)  # the paper's setting

@@ -1,6 +1,6 @@
 r"""Apply E² to any RoPE causal LM from Hugging Face ``transformers`` — without forking model code.
 
-How (checked against transformers 5.x, see ``../shared/FACTS.md`` and ``tests/core/test_hf.py``):
+How (checked against transformers 5.x, see ``tests/core/test_hf.py`` and ``tests/core/test_scaling.py``):
 
 * Llama-family models (Llama, Mistral, Qwen2, …) own rotary modules with a non-persistent buffer
   ``inv_freq`` (:math:`\theta_j`, Eq. 1) and compute ``cos/sin`` afresh from
@@ -12,6 +12,12 @@ How (checked against transformers 5.x, see ``../shared/FACTS.md`` and ``tests/co
 
   :func:`rope_scale` does the first as a context manager that restores the buffers bit-for-bit on
   exit, also when the body raises; :func:`e2_forward` does both for one training batch.
+
+* **Scale families** (:mod:`e2llm_lite.scaling`). ``family="linear"`` is the paper's PI (above);
+  ``"ntk"`` and ``"yarn"`` install the frequencies (and, for YaRN, the cos/sin factor
+  ``attention_scaling`` that the rotary module's forward multiplies in) that stock transformers
+  builds for those scalings, so the same draws of ``(g, t)`` (Eq. 6–7) can train any family.
+  Both attributes are restored bit-for-bit on exit.
 
 Traps guarded here (each has a test):
 
@@ -26,25 +32,35 @@ Traps guarded here (each has a test):
 3. **Zero-padded position ids** (``…, 97, 98, 0, 0``) also read as new sequences:
    :func:`check_position_ids` rejects position ids that decrease inside a row.
 4. **Models without RoPE** (GPT-2, BERT) or with a rotary variant whose frequencies are not static
-   (dynamic NTK, YaRN, LongRoPE) raise :class:`ValueError` instead of silently training garbage.
+   (dynamic NTK, LongRoPE) raise :class:`ValueError` instead of silently training garbage, as does a
+   model already saved with ``rope_type="yarn"`` (scaling it again would not be YaRN at a larger g); the
+   ``ntk`` and ``yarn`` families also need a base with ``rope_type="default"`` (they are defined
+   from the unscaled frequencies).
+5. **Per-sample draws with a non-linear family.** Rows with different ``g`` are applied as float
+   positions ``(m + t)/g``, which only the linear family equals; :func:`e2_context` raises for
+   ``ntk``/``yarn`` with per-sample draws instead of training the wrong frequencies.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 from typing import Iterator
 
 import torch
 
 from e2llm_lite.augment import Draw
-from e2llm_lite.validation import check_int
+from e2llm_lite.scaling import RopeBase, check_family, hf_rope_parameters, scale_frequencies
+from e2llm_lite.validation import ArgumentTypeError, check_int, describe
 
 __all__ = [
     "SUPPORTED_ROPE_TYPES",
     "rotary_modules",
     "rope_scale",
     "current_scale",
+    "current_family",
+    "rope_base",
     "e2_context",
     "e2_forward",
     "check_position_ids",
@@ -88,17 +104,50 @@ def rotary_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 
 def _check_scale(g: float) -> float:
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 1:
-        raise ValueError(f"scale g must be a finite number >= 1, got g={g!r}")
+    """``float(g)`` for a real number >= 1: a Python, NumPy or one-element torch number (type errors name the type)."""
+    if isinstance(g, torch.Tensor) and g.numel() == 1 and g.dtype != torch.bool and not g.dtype.is_complex:
+        g = g.item()
+    if isinstance(g, bool) or not isinstance(g, numbers.Real):
+        raise ArgumentTypeError(f"scale g must be a real number (int, float, NumPy scalar or one-element tensor), "
+                                f"got g={describe(g)}")
+    if not math.isfinite(float(g)) or float(g) < 1:
+        raise ValueError(f"scale g must be a finite number >= 1, got g={float(g)!r}")
     return float(g)
 
 
 _SCALE_ATTR = "_e2_scale"
+_FAMILY_ATTR = "_e2_family"
 
 
 def current_scale(model: torch.nn.Module) -> float:
     """The g that :func:`rope_scale` currently applies to ``model`` (1.0 outside it)."""
     return float(getattr(model, _SCALE_ATTR, 1.0))
+
+
+def current_family(model: torch.nn.Module) -> str:
+    """The scale family :func:`rope_scale` currently applies to ``model`` ("linear" outside it)."""
+    return str(getattr(model, _FAMILY_ATTR, "linear"))
+
+
+def rope_base(module: torch.nn.Module, base_window: int) -> RopeBase:
+    """The unscaled RoPE of one rotary module as :class:`~e2llm_lite.scaling.RopeBase`.
+
+    ``ntk`` and ``yarn`` are defined from the default frequencies :math:`b^{-2j/d}` (Eq. 1), so the
+    module must have ``rope_type="default"``; ``d`` is the rotary dimension (``2 × len(inv_freq)``,
+    which covers ``partial_rotary_factor``) and ``b`` the config's ``rope_theta``.
+    """
+    kinds = _rope_types(module)
+    if kinds != ["default"]:
+        raise ValueError(
+            f"the ntk and yarn scale families need a base model with rope_type='default', got rope_type="
+            f"{kinds[0] if len(kinds) == 1 else kinds!r}; use family='linear' (it composes with an existing factor)"
+        )
+    params = module.config.rope_parameters
+    if not isinstance(getattr(module, "attention_scaling", None), (int, float)):
+        raise ValueError(f"{type(module).__name__} has no `attention_scaling`; the ntk/yarn families need "
+                         f"a transformers 5.x rotary module")
+    return RopeBase(rope_theta=float(params["rope_theta"]), rotary_dim=2 * module.inv_freq.numel(),
+                    base_window=int(base_window))
 
 
 def _mask_guard(module, args, kwargs):
@@ -121,35 +170,67 @@ def _mask_guard(module, args, kwargs):
 
 
 @contextlib.contextmanager
-def rope_scale(model: torch.nn.Module, g: float = 1.0) -> Iterator[torch.nn.Module]:
-    """Run ``model`` with RoPE positions divided by ``g`` (Eq. 3–5); restore it exactly on exit.
+def rope_scale(
+    model: torch.nn.Module, g: float = 1.0, family: str = "linear", base_window: int | None = None
+) -> Iterator[torch.nn.Module]:
+    """Run ``model`` with RoPE scale ``g`` of scale family ``family``; restore it exactly on exit.
 
-    Works for training and for generation with a KV cache. Nested uses compose (g multiplies).
-    Inside, a forward pre-hook adds an all-ones attention mask whenever ``position_ids`` arrive
-    without one (packed-sequence trap, see module docstring).
+    ``family="linear"`` (the paper, Eq. 3–5) divides ``inv_freq`` by ``g``: positions ``m/g``.
+    ``"ntk"`` and ``"yarn"`` install the frequencies and attention scaling of
+    :mod:`e2llm_lite.scaling` (equal to stock transformers' ``rope_type`` of that scaling with
+    ``factor = g`` and ``original_max_position_embeddings = base_window``; default
+    ``base_window`` = :func:`base_window_of` ``(model)``). On exit ``inv_freq`` *and*
+    ``attention_scaling`` are restored bit for bit, also when the body raises.
+
+    Works for training and for generation with a KV cache. Nested uses compose (g multiplies) within
+    one family; ``g = 1`` nests inside any family as a no-op; nesting two different families with
+    ``g > 1`` raises. Inside, a forward pre-hook adds an all-ones attention mask whenever
+    ``position_ids`` arrive without one (packed-sequence trap, see module docstring).
     """
     g = _check_scale(g)
+    check_family(family)
     mods = rotary_modules(model)
-    saved = [m.inv_freq.detach().clone() for m in mods]
-    outer = current_scale(model)
+    outer, outer_family = current_scale(model), current_family(model)
+    if g != 1.0 and outer != 1.0 and family != outer_family:
+        raise ValueError(
+            f"cannot nest rope_scale(family={family!r}) inside rope_scale(family={outer_family!r}) at g={outer:g}; "
+            f"scales compose only within one family"
+        )
+    new_family = family if g != 1.0 else outer_family
+    total = outer * g
+    targets = None  # (inv_freq, attention_scaling) per module for ntk / yarn
+    if g != 1.0 and family != "linear":
+        L = base_window_of(model) if base_window is None else int(base_window)
+        # ntk / yarn at the total scale, from the *unscaled* frequencies (not the outer scope's)
+        targets = [scale_frequencies(rope_base(m, L), total, family) for m in mods]
+    saved = [(m.inv_freq.detach().clone(), getattr(m, "attention_scaling", None)) for m in mods]
     handle = model.register_forward_pre_hook(_mask_guard, with_kwargs=True)
     try:
         with torch.no_grad():
-            for m, f in zip(mods, saved):
-                # \theta_j / g  ==  positions / g   (linear interpolation, Eq. 4)
-                m.inv_freq.copy_(f / g)
-        setattr(model, _SCALE_ATTR, outer * g)
+            for i, (m, (f, _)) in enumerate(zip(mods, saved)):
+                if targets is None:
+                    # \theta_j / g  ==  positions / g   (linear interpolation, Eq. 4)
+                    m.inv_freq.copy_(f / g)
+                else:
+                    m.inv_freq.copy_(targets[i].inv_freq.to(device=f.device, dtype=f.dtype))
+                    m.attention_scaling = targets[i].attention_scaling  # cos, sin x this (YaRN)
+        setattr(model, _SCALE_ATTR, total)
+        setattr(model, _FAMILY_ATTR, new_family)
         yield model
     finally:
         handle.remove()
         with torch.no_grad():
-            for m, f in zip(mods, saved):
+            for m, (f, a) in zip(mods, saved):
                 m.inv_freq.copy_(f)
+                if a is not None:
+                    m.attention_scaling = a
         if outer == 1.0:
-            if hasattr(model, _SCALE_ATTR):
-                delattr(model, _SCALE_ATTR)
+            for attr in (_SCALE_ATTR, _FAMILY_ATTR):
+                if hasattr(model, attr):
+                    delattr(model, attr)
         else:
             setattr(model, _SCALE_ATTR, outer)
+            setattr(model, _FAMILY_ATTR, outer_family)
 
 
 def check_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
@@ -181,7 +262,9 @@ def _uses_flash(model: torch.nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def e2_context(model: torch.nn.Module, draw: Draw, input_ids: torch.Tensor) -> Iterator[dict]:
+def e2_context(
+    model: torch.nn.Module, draw: Draw, input_ids: torch.Tensor, family: str | None = None
+) -> Iterator[dict]:
     """Set up one step of Algorithm 1 and yield the forward kwargs (``position_ids``, ``attention_mask``).
 
     Keep the backward pass *inside* the block: a model that recomputes rotary embeddings under
@@ -193,8 +276,14 @@ def e2_context(model: torch.nn.Module, draw: Draw, input_ids: torch.Tensor) -> I
 
     One g per batch (per-iteration draws, Eq. 6) scales ``inv_freq`` and passes integer ids
     ``m + t``; different g per row (per-sample draws) pass float positions ``(m + t)/g`` instead.
+
+    ``family`` (default: ``draw.family``, set by :func:`e2llm_lite.augment.sample`) picks how each g
+    moves the frequencies (:mod:`e2llm_lite.scaling`); YaRN's window ``L`` is ``draw.base_window``.
+    Per-sample draws exist only for ``"linear"``: float positions cannot express ntk/yarn (trap 5).
     """
+    family = check_family(family if family is not None else getattr(draw, "family", "linear"))
     bsz, seq = input_ids.shape
+    draw.check()  # a hand-built or edited draw: integer g >= 1, t >= 0 (Eq. 6-7)
     pos = draw.position_ids
     if pos.shape[0] == 1 and bsz > 1:
         pos = pos.expand(bsz, -1)
@@ -210,17 +299,23 @@ def e2_context(model: torch.nn.Module, draw: Draw, input_ids: torch.Tensor) -> I
     mask = torch.ones_like(input_ids)
     g = draw.uniform_scale
     if g is not None:
-        with rope_scale(model, g):
+        with rope_scale(model, g, family=family, base_window=getattr(draw, "base_window", None)):
             yield {"position_ids": pos, "attention_mask": mask}
         return
+    if family != "linear":
+        raise ValueError(
+            f"per-sample draws (g = {draw.scale.tolist()} differ across rows) can be applied exactly only by the "
+            f"linear family (float positions (m + t)/g); family {family!r} changes the frequencies themselves — "
+            f"draw one (g, t) per iteration (AugmentConfig(per_sample=False))"
+        )
     rotary_modules(model)  # same validation as the uniform path
     scale = draw.scale.to(device=input_ids.device, dtype=torch.float32)[:, None]
     yield {"position_ids": pos.to(torch.float32) / scale, "attention_mask": mask}
 
 
-def e2_forward(model: torch.nn.Module, input_ids: torch.Tensor, draw: Draw, **kwargs):
+def e2_forward(model: torch.nn.Module, input_ids: torch.Tensor, draw: Draw, family: str | None = None, **kwargs):
     """One forward pass of Algorithm 1 (see :func:`e2_context`); extra ``kwargs`` (``labels`` …) go to the model."""
-    with e2_context(model, draw, input_ids) as kw:
+    with e2_context(model, draw, input_ids, family=family) as kw:
         kw["attention_mask"] = kwargs.pop("attention_mask", kw["attention_mask"])
         return model(input_ids=input_ids, **kw, **kwargs)
 
@@ -251,31 +346,47 @@ def base_window_of(model_or_config) -> int:
     return int(cfg.max_position_embeddings)
 
 
-def save_for_scale(model, path: str | os.PathLike, g: float, tokenizer=None) -> str:
+def save_for_scale(
+    model, path: str | os.PathLike, g: float, tokenizer=None, family: str = "linear", base_window: int | None = None
+) -> str:
     """Save ``model`` to serve inputs up to ``g·L`` with stock ``transformers``.
 
-    Writes safetensors weights and a config with ``rope_parameters`` =
-    ``{"rope_type": "linear", "factor": f·g, "rope_theta": …}`` (``f`` = any factor the model already
-    had), so ``AutoModelForCausalLM.from_pretrained(path)`` reproduces the logits of the model under
-    ``rope_scale(model, g)``. The in-memory model's config is left unchanged.
+    Writes safetensors weights and a config whose ``rope_parameters`` make
+    ``AutoModelForCausalLM.from_pretrained(path)`` reproduce the logits of the model under
+    ``rope_scale(model, g, family)``:
+
+    * ``linear``: ``{"rope_type": "linear", "factor": f·g}`` (``f`` = a linear factor the model had);
+    * ``yarn``: ``{"rope_type": "yarn", "factor": g, "original_max_position_embeddings": L, …}``;
+    * ``ntk``: ``{"rope_type": "default", "rope_theta": b·g^{d/(d−2)}}`` — transformers has no static
+      NTK type (``"dynamic"`` changes with the input length), and this is the same RoPE.
+
+    ``max_position_embeddings`` becomes ``g·L``; ``L`` = ``base_window`` or the config's
+    ``max_position_embeddings``. The in-memory model's config is left unchanged.
     """
     g = _check_scale(g)
+    check_family(family)
     mods = rotary_modules(model)
     kinds = {t for m in mods for t in _rope_types(m)}
-    if not kinds <= {"default", "linear"}:
-        raise ValueError(
-            f"cannot express rope_type={sorted(kinds)} with an extra linear factor in one config; "
-            f"save_for_scale supports rope types 'default' and 'linear'"
-        )
     cfg = model.config
     old_params = dict(cfg.rope_parameters)
     old_max = cfg.max_position_embeddings
-    factor = float(old_params.get("factor", 1.0)) if old_params.get("rope_type") == "linear" else 1.0
-    new_params = {k: v for k, v in old_params.items() if k not in ("rope_type", "factor")}
-    new_params.update(rope_type="linear", factor=factor * g)
+    L = int(old_max if base_window is None else base_window)
+    if family == "linear":
+        if not kinds <= {"default", "linear"}:
+            raise ValueError(
+                f"cannot express rope_type={sorted(kinds)} with an extra linear factor in one config; "
+                f"save_for_scale supports rope types 'default' and 'linear'"
+            )
+        factor = float(old_params.get("factor", 1.0)) if old_params.get("rope_type") == "linear" else 1.0
+        scaled = {"rope_type": "linear", "factor": factor * g}
+    else:
+        scaled = hf_rope_parameters(rope_base(mods[0], L), g, family)  # validates rope_type == "default"
+    drop = ("rope_type", "factor", "original_max_position_embeddings", "beta_fast", "beta_slow")
+    new_params = {k: v for k, v in old_params.items() if k not in drop}
+    new_params.update(scaled)
     try:
         cfg.rope_parameters = new_params
-        cfg.max_position_embeddings = int(round(old_max * g))
+        cfg.max_position_embeddings = int(round(L * g))
         model.save_pretrained(path, safe_serialization=True)
     finally:
         cfg.rope_parameters = old_params

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
+from pathlib import Path
 
-__all__ = ["ArgumentTypeError", "check_int", "check_positive_float", "describe"]
+__all__ = ["ArgumentTypeError", "check_int", "check_positive_float", "describe", "local_path"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -46,7 +49,8 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None, no
     try:
         v = value.__index__()
     except (TypeError, RuntimeError, ValueError):  # e.g. a torch tensor with more than one element
-        raise ArgumentTypeError(f"{name} must be a single integer, got {name}={describe(value)}") from None
+        raise ArgumentTypeError(f"{name} must be a single integer (int, NumPy or torch integer; not a float "
+                                f"tensor), got {name}={describe(value)}") from None
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise ValueError(f"{name} must be an integer {rng}, got {name}={v!r}")
     return int(v)
@@ -60,3 +64,25 @@ def check_positive_float(name: str, value, allow_zero: bool = False) -> float:
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {name}={v!r}")
     return v
+
+
+#: a Hugging Face Hub repo id (model or dataset): ``name`` or ``owner/name`` (huggingface_hub's rule)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".py", ".bin", ".pt", ".jsonl", ".csv", ".parquet")
+
+
+def local_path(name: str, value: str | os.PathLike) -> Path | None:
+    """``Path(value)`` when ``value`` is an existing local file or folder; ``None`` when it reads as a Hub
+    (model or ``datasets``) id, ``name`` or ``owner/name``; ``FileNotFoundError`` when it is written as a
+    path (absolute, ``./``, ``~``, more than one ``/``, a file suffix) that does not exist — so a typo in a
+    path is reported as such before anything is handed to the Hub or to ``datasets``."""
+    text = os.fspath(value)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    hub_like = (_HUB_ID.fullmatch(text) is not None and ".." not in text and "--" not in text
+                and not text.endswith((".", "-")) and not text.lower().endswith(_FILE_SUFFIXES))
+    if hub_like and not isinstance(value, os.PathLike):
+        return None
+    raise FileNotFoundError(f"{name} {text!r}: no such file or folder" + ("" if hub_like else
+                            " (it is written as a local path, so it was not looked up on the Hub)"))

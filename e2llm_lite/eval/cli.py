@@ -15,6 +15,12 @@ Examples::
         --lengths 256,1024 --out out/pk
     e2llm-lite eval --model meta-llama/Llama-2-7b-hf --task needle --lengths 4096,8192 --out out/nh
 
+    # the paper's benchmarks (the `bench` extra, docs/benchmarks.md): LongBench Tables 1-2 and RULER needles
+    # through lm-eval with g chosen per request, and Table 3's proof-pile grid
+    e2llm-lite eval --model ./e2llm-7b --task longbench --g auto --max-length 32768 --out out/lb
+    e2llm-lite eval --model ./e2llm-7b --task ruler --lengths 32768,65536 --max-length 65536 --out out/ruler
+    e2llm-lite eval --model ./e2llm-7b --task proofpile --g 4,8,16 --convention all --out out/t3
+
 ``--model`` is a local folder (``save_pretrained`` output or a miniature base: ``config.json`` +
 ``model.safetensors``, with ``tokenizer.json`` or an HF tokenizer), a bare ``.safetensors`` state dict
 of fine-tuned weights (``runs/<profile>/work/models/<run>.safetensors`` from ``e2llm-lite reproduce``;
@@ -36,10 +42,13 @@ from e2llm_lite import data as D
 from e2llm_lite.eval.perplexity import CONVENTIONS, ppl_grid
 from e2llm_lite.atomic_files import atomic_write
 from e2llm_lite.eval.retrieval import STYLES, retrieval_grid
+from e2llm_lite.validation import local_path
 
 __all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g"]
 
-TASKS = ("ppl", "passkey", "needle")
+TASKS = ("ppl", "passkey", "needle", "longbench", "ruler", "proofpile")
+#: tasks run by the paper-benchmark modules (lm-eval for longbench / ruler: the `bench` extra)
+BENCH_TASKS = ("longbench", "ruler", "proofpile")
 
 
 def _int_list(text: str) -> list[int]:
@@ -86,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="local model folder, or a Hub id (needs the network)")
     p.add_argument("--base", default=None, help="with --model FILE.safetensors: the base folder it fine-tunes (default: shipped assets)")
     p.add_argument("--tokenizer", default=None, help="'bytes', 'bpe' (shipped), a tokenizer.json path; default: the model's")
-    p.add_argument("--task", choices=TASKS, default="ppl", help="ppl (Table 3 / Fig. 5), passkey or needle (Fig. 6)")
+    p.add_argument("--task", choices=TASKS, default="ppl", help="ppl (Table 3 / Fig. 5), passkey or needle (Fig. 6); longbench (Tables 1-2) and ruler via lm-eval; proofpile (Table 3 protocol)")
     p.add_argument("--lengths", type=_int_list, default=None, help="comma-separated evaluation lengths (ppl: windows)")
     p.add_argument("--window", type=int, default=None, help="ppl: one window (alternative to --lengths)")
     p.add_argument("--stride", type=int, default=None, help="ppl: tokens between window starts (default: the window, i.e. disjoint; paper: 256)")
@@ -98,7 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hf-split", default=None, help="datasets split to read for a datasets name (e.g. 'test' for proof-pile)")
     p.add_argument("--text-field", default="text", help="datasets column with the text")
     p.add_argument("--exts", default=".py", help="file extensions read from a folder (comma-separated; 'any' = all)")
-    p.add_argument("--n-docs", type=int, default=16, help="ppl: documents of >= --doc-tokens tokens (paper: 128)")
+    p.add_argument("--n-docs", type=int, default=None, help="ppl: documents of >= --doc-tokens tokens (default 16); proofpile: default 128 as in the paper")
     p.add_argument("--doc-tokens", type=int, default=None, help="ppl: tokens kept per document (default: max(lengths); more = several windows per document)")
     p.add_argument("--depths", type=_float_list, default=[i / 10 for i in range(11)], help="retrieval: needle depths in [0, 1]")
     p.add_argument("--n-per-cell", type=int, default=10, help="retrieval: samples per (depth, length) cell (paper: 10 documents)")
@@ -111,6 +120,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--out", default=None, help="folder for JSON, markdown/CSV and PNG results")
+    p.add_argument("--max-length", type=int, default=None, help="longbench/ruler: truncation length (default: 8 L for --g auto, g L for a fixed g)")
+    p.add_argument("--truncation", choices=["middle", "left"], default="middle", help="longbench/ruler: cut over-long inputs from the middle (LongBench, the paper) or the left (lm-eval)")
+    p.add_argument("--bench-tasks", default=None, help="longbench: comma-separated LongBench names (default: the 18 of Tables 1-2); ruler: lm-eval needle tasks (default niah_single_1)")
+    p.add_argument("--limit", type=int, default=None, help="longbench/ruler: at most this many documents per task (lm-eval --limit)")
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -146,6 +159,7 @@ def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dt
         model, tok, _ = load_base(base)
         model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
         return model.to(device=dev, dtype=dt).eval(), (D.load_tokenizer(tokenizer) if tokenizer else tok)
+    local_path("--model", spec)  # a local path that does not exist is reported before anything reaches the Hub
     local = path.is_dir()
     if not local and (os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(spec)):
         raise ValueError(
@@ -187,7 +201,7 @@ def _load_tokenizer(spec, path: Path | None, name: str | None, model, trust_remo
 def load_texts(source: str, split: str = "heldout", hf_split: str | None = None, text_field: str = "text",
                exts: str = ".py", max_docs: int | None = None) -> list[str]:
     """Documents as strings: the offline stdlib corpus, local files, or a ``datasets`` split."""
-    if hf_split is not None and source != "stdlib" and not Path(source).exists():
+    if hf_split is not None and source != "stdlib" and local_path("--data", source) is None:
         import datasets
 
         ds = datasets.load_dataset(source, split=hf_split, streaming=True)
@@ -217,9 +231,15 @@ def run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.task in BENCH_TASKS:  # imported here: lm-eval (the `bench` extra) is needed only for these
+        if args.task == "proofpile":
+            from e2llm_lite.eval.proof_pile import run_cli
+        else:
+            from e2llm_lite.eval.longbench import run_cli
+        return run_cli(args, load_model)
     lengths = args.lengths or ([args.window] if args.window else None)
     if not lengths:
-        raise SystemExit("e2llm-lite eval: give --lengths (or --window for one ppl window)")
+        raise ValueError("give --lengths (comma-separated, e.g. 256,512) or --window for one ppl window")
     model, tok = load_model(args.model, args.tokenizer, args.device, args.dtype, args.trust_remote_code, args.base)
     name = Path(args.model).stem if Path(args.model).is_file() else (Path(args.model).name or args.model)
     progress = not args.no_progress
@@ -228,11 +248,11 @@ def run(args) -> int:
 
     if args.task == "ppl":
         texts = load_texts(args.data, args.split, args.hf_split, args.text_field, args.exts,
-                           max_docs=None if args.hf_split is None else 8 * args.n_docs)
+                           max_docs=None if args.hf_split is None else 8 * (args.n_docs or 16))
         doc_tokens = args.doc_tokens or max(lengths)
         if doc_tokens < max(lengths):
             raise ValueError(f"--doc-tokens must be >= max(lengths) = {max(lengths)}, got {doc_tokens}")
-        docs = load_eval_docs(tok, texts, doc_tokens, args.n_docs)
+        docs = load_eval_docs(tok, texts, doc_tokens, args.n_docs or 16)
         meta.update(n_docs=len(docs), doc_tokens=doc_tokens)
         rows = {f"{name} ({_g_name(g)})": (model, g) for g in args.g}
         grid = ppl_grid(rows, docs, lengths, args.stride, convention=args.convention, base_window=args.base_window,

@@ -40,7 +40,8 @@ g = 8"); ``None`` (or 1) evaluates without scaling. ``g`` is applied with
 :func:`e2llm_lite.hf.rope_scale`, i.e. positions ``m / g`` (Eq. 4–5, no offset at inference).
 
 **Speed.** Windows of equal length are stacked into batches, an explicit all-ones attention mask is
-always passed (``FACTS.md``: the packed-sequence trap), only the logits of scored positions are
+always passed (the packed-sequence trap of :mod:`e2llm_lite.hf`: without one, transformers 5.x starts a
+new sequence at every jump in ``position_ids``), only the logits of scored positions are
 projected onto the vocabulary (``logits_to_keep``), and everything runs under
 ``torch.inference_mode``. ``benchmarks/bench_eval.py`` compares this with a naive per-window loop.
 """

@@ -1,7 +1,8 @@
 r"""``e2llm-lite pretrain``: rebuild the miniature's shipped base model from scratch, deterministically.
 
 The CPU miniature needs what the paper starts from: a model pre-trained at a short window ``L`` that
-*uses* its window and breaks past it. Recipe (measured on this kind of machine, ``FACTS.md``):
+*uses* its window and breaks past it. Recipe (chosen by probes on a 2-core CPU; each lever and what it did is in the "Levers tried" table of
+``figures/REPORT.md``, :data:`e2llm_lite.miniature.report.LEVERS`):
 
 1. corpus: the standard library's ``.py`` files, train split (:mod:`e2llm_lite.data`);
 2. tokenizer: a byte-level BPE of 2,048 tokens trained locally — ~3 characters per token, so a
@@ -44,7 +45,7 @@ __all__ = ["BaseSpec", "pretrain", "load_base", "save_base", "train_tokens", "ad
 class BaseSpec:
     """The miniature's base model and its pre-training recipe."""
 
-    vocab_size: int = 2048  # BPE tokens (FACTS: the lever that mattered most)
+    vocab_size: int = 2048  # BPE tokens (the lever that mattered most: report.LEVERS)
     hidden_size: int = 128  # model width
     num_layers: int = 4  # transformer blocks
     num_heads: int = 4  # attention heads (head dim 32 -> 16 RoPE frequencies)

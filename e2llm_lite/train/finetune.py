@@ -34,9 +34,10 @@ import torch
 from e2llm_lite import data as data_mod
 from e2llm_lite.train import loading as modes
 from e2llm_lite.augment import SCHEMES, AugmentConfig
+from e2llm_lite.train.distributed import plan_layout, shards_weights
 from e2llm_lite.train.loop import TrainConfig, train
 from e2llm_lite.atomic_files import save_json
-from e2llm_lite.validation import check_int
+from e2llm_lite.validation import check_int, local_path
 
 __all__ = ["FinetuneConfig", "StreamWindows", "load_tokenizer_for", "build_data", "finetune", "add_arguments", "run"]
 
@@ -197,15 +198,17 @@ class StreamWindows:
         return torch.stack([self._next_window() for _ in range(self.batch_size)])  # (B, R)
 
 
-def build_data(cfg: FinetuneConfig, tokenizer):
-    """Training batches for ``cfg.data`` (see module docstring)."""
-    src = cfg.data
+def build_data(cfg: FinetuneConfig, tokenizer, rows: int | None = None):
+    """Training batches for ``cfg.data`` (see module docstring): ``rows`` windows per batch index (default
+    ``micro_batch``; under N processes the global micro-batch ``micro_batch × N``, of which each takes its share)."""
+    src, rows = cfg.data, rows or cfg.micro_batch
     is_jsonl = Path(src).is_file() and src.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz"))
     if not is_jsonl and (src == "stdlib" or Path(src).exists()):
         corpus = data_mod.load_corpus(None if src == "stdlib" else src, split="train",
                                       exts=(".py",) if src == "stdlib" else cfg.file_exts, max_docs=cfg.max_docs)
         docs = data_mod.encode_docs(tokenizer, corpus.docs)
-        return data_mod.PackedWindows(docs, cfg.seq_len, cfg.micro_batch, seed=cfg.seed, eos_id=tokenizer.eos_id)
+        return data_mod.PackedWindows(docs, cfg.seq_len, rows, seed=cfg.seed, eos_id=tokenizer.eos_id)
+    local_path("--data", src)  # written as a path that does not exist: FileNotFoundError, no `datasets` lookup
     try:
         import datasets
     except ImportError:  # pragma: no cover - optional extra
@@ -216,7 +219,7 @@ def build_data(cfg: FinetuneConfig, tokenizer):
             return datasets.load_dataset("json", data_files=src, split="train", streaming=True)
         return datasets.load_dataset(src, cfg.data_config, split="train", streaming=True)
 
-    return StreamWindows(make_iter, tokenizer, cfg.seq_len, cfg.micro_batch, cfg.text_field)
+    return StreamWindows(make_iter, tokenizer, cfg.seq_len, rows, cfg.text_field)
 
 
 # --- the entry point ---------------------------------------------------------------------------------
@@ -226,9 +229,18 @@ def finetune(cfg: FinetuneConfig) -> dict:
     """Run steps 1–4 of the module docstring; returns model, tokenizer, train result, export paths, summary."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn from torch's global RNG: same seed, same run
+    # 0) processes: launched by torchrun / accelerate launch (WORLD_SIZE), global batch = micro × accum × N
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    layout = plan_layout(cfg.global_batch, world, cfg.micro_batch)
+    if cfg.export_g is not None and shards_weights():
+        raise ValueError(f"export_g={cfg.export_g} needs the whole model in one process, but the accelerate config shards "
+                         f"the weights (FSDP / ZeRO-3); pass --export-g 0 and export from the merged checkpoint")
+    dev = cfg.device
+    if dev is None and world > 1 and torch.cuda.is_available():
+        dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # each process loads onto its own GPU
     # 1) model in its mode
     mcfg = modes.ModeConfig(
-        mode=cfg.mode, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, device=cfg.device,
+        mode=cfg.mode, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, device=dev,
         lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, train_embed_norm=cfg.train_embed_norm,
         trust_remote_code=cfg.trust_remote_code, extra=dict(cfg.extra),
     )
@@ -241,7 +253,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     vocab = int(base.config.vocab_size)
     if tok.vocab_size > vocab:
         raise ValueError(f"tokenizer has {tok.vocab_size} ids but the model's vocab_size is {vocab}; pick a matching tokenizer")
-    batches = build_data(cfg, tok)
+    batches = build_data(cfg, tok, rows=cfg.micro_batch * world)
     # 3) train (Algorithm 1)
     aug = AugmentConfig(base_window=L, train_len=cfg.seq_len, g_max=cfg.g_max, n_sink=cfg.n_sink,
                         fixed_scale=cfg.fixed_scale)
@@ -249,7 +261,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     opt_name = cfg.optimizer or ("paged_adamw8bit" if cfg.mode == "full" and on_gpu else "adamw")
     tcfg = TrainConfig(
         steps=cfg.steps, lr=cfg.lr, warmup_steps=cfg.warmup_steps, schedule=cfg.schedule,
-        batch_size=cfg.micro_batch, grad_accum=cfg.global_batch // cfg.micro_batch, max_grad_norm=cfg.max_grad_norm,
+        batch_size=cfg.micro_batch, grad_accum=layout.grad_accum, max_grad_norm=cfg.max_grad_norm,
         seed=cfg.seed, scheme=cfg.scheme, augment=aug,
         gradient_checkpointing=on_gpu if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
         autocast_dtype="bfloat16" if on_gpu else None,  # bf16 matmuls (float32 adapters or --dtype float32)
@@ -260,6 +272,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
     counts = modes.trainable_summary(model)
     # 4) export
     exported = None
+    if rank != 0:  # one process exports and writes the record; the others hold the same weights (DDP)
+        return {"model": model, "tokenizer": tok, "result": result, "export": None, "summary": None}
     if cfg.export_g is not None:
         exported = modes.export(model, Path(cfg.out_dir) / "export", g=cfg.export_g, tokenizer=tok,
                                 base_model_path=cfg.model, cfg=mcfg)
@@ -267,7 +281,8 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "model": cfg.model, "mode": cfg.mode, "scheme": cfg.scheme, "device": str(device), "base_window": L,
         "optimizer": opt_name, "attn_implementation": str(base.config._attn_implementation),
         "steps": result.step, "resumed_from": result.resumed_from, "final_loss": result.final_loss,
-        "data_windows_used": result.step * tcfg.grad_accum * cfg.micro_batch,  # batch index i -> same windows
+        "data_windows_used": result.step * layout.global_batch,  # batch index i -> same windows
+        "layout": layout.describe(), "num_processes": world,
         "tokens_per_s": (sum(r["tokens_per_s"] for r in result.history[result.resumed_from:]) /
                          max(1, len(result.history) - result.resumed_from)),
         **counts,
@@ -334,6 +349,8 @@ def run(args) -> int:
     )
     out = finetune(cfg)
     s = out["summary"]
+    if s is None:  # not the main process of a multi-process launch
+        return 0
     print(f"{s['mode']} / {s['scheme']} on {s['device']}: {s['steps']} steps (resumed from {s['resumed_from']}), "
           f"final loss {s['final_loss']:.4f}, {s['trainable']:,} of {s['total']:,} parameters trained")
     if s["export"]:

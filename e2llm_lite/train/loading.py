@@ -39,7 +39,7 @@ from typing import Callable
 import torch
 
 from e2llm_lite import hf
-from e2llm_lite.validation import check_int
+from e2llm_lite.validation import check_int, local_path
 
 __all__ = [
     "MODES",
@@ -147,6 +147,7 @@ def load_model(model_id_or_path: str | os.PathLike, cfg: ModeConfig | None = Non
     """
     import transformers
 
+    local_path("model", model_id_or_path)  # a local path that does not exist: FileNotFoundError before the Hub
     cfg = cfg or ModeConfig()
     # 1) where and how
     device = pick_device(cfg.device)

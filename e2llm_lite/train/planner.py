@@ -18,7 +18,7 @@ AdamW one byte each plus a float32 absmax per 256-block; LoRA adapters are float
 
 **Activations** (bytes per token, a = activation bytes, 2 in bf16). Counted on transformers 5.x's
 ``LlamaDecoderLayer`` by hooking the tensors autograd saves for backward
-(``torch.autograd.graph.saved_tensors_hooks``; ``tests/test_planner.py`` re-measures them) with
+(``torch.autograd.graph.saved_tensors_hooks``; ``tests/train/test_planner.py`` re-measures them) with
 SDPA / FlashAttention, which keep only the output and a float32 log-sum-exp per head — no
 :math:`T^2` score matrix, so activations are *linear* in T:
 
@@ -210,18 +210,22 @@ class PlanConfig:
     double_quant: bool = True  # QLoRA double quantisation of the absmax constants
     gpu: str = "a100-80gb"  # key of GPUS (peak FLOP/s, memory)
     utilization: float | None = None  # assumed hardware-FLOPs utilisation; None = 0.40 (0.28 QLoRA)
+    num_processes: int = 1  # data-parallel GPUs (global batch = micro_batch × accumulation × N)
+    sharding: str = "ddp"  # ddp (replicate) | zero2 (shard grads + optimizer) | zero3, fsdp (+ weights)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
-        for name in ("seq_len", "micro_batch", "global_batch", "lora_r"):
+        for name in ("seq_len", "micro_batch", "global_batch", "lora_r", "num_processes"):
             v = getattr(self, name)
             object.__setattr__(self, name, check_int(name, v, 1))
-        if self.global_batch % self.micro_batch:
+        if self.global_batch % (self.micro_batch * self.num_processes):
             raise ValueError(
-                f"global_batch={self.global_batch} must be a multiple of micro_batch={self.micro_batch} "
-                f"(gradient accumulation steps = global_batch / micro_batch)"
+                f"global_batch={self.global_batch} must be a multiple of micro_batch={self.micro_batch} × "
+                f"num_processes={self.num_processes} (gradient accumulation steps = global_batch / that product)"
             )
+        if self.sharding not in ("ddp", "zero2", "zero3", "fsdp"):
+            raise ValueError(f"unknown sharding {self.sharding!r}; valid: ddp, zero2, zero3, fsdp")
         if self.param_bytes not in (2, 4):
             raise ValueError(f"param_bytes must be 2 (bf16) or 4 (float32), got {self.param_bytes!r}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
@@ -330,6 +334,13 @@ def estimate(model, cfg: PlanConfig | None = None, **overrides) -> Estimate:
             trainable += extra
             grads += extra * 2
             opt += int(extra * state_bytes(2))
+    # 2b) data parallelism over N GPUs: ZeRO-2 shards gradients and optimizer states, ZeRO-3 / FSDP
+    #     (FULL_SHARD) the weights too, gathering one decoder layer's weights at a time
+    Np = cfg.num_processes
+    if cfg.sharding != "ddp" and Np > 1:
+        grads, opt = -(-grads // Np), -(-opt // Np)
+        if cfg.sharding in ("zero3", "fsdp"):
+            weights = -(-weights // Np) + s.layer_linear * a
     # 3) activations (bytes, linear in T with SDPA / FlashAttention)
     per_layer = layer_activation_bytes(s, a, cfg.mode, cfg.lora_r, len(cfg.lora_targets))
     outside = outside_activation_bytes(s, a, cfg.mode, T, B)
@@ -458,6 +469,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pi-lens", default="16384,32768,65536", help="PI's training windows L′, comma-separated")
     p.add_argument("--micro-batch", type=int, default=1)
     p.add_argument("--global-batch", type=int, default=16)
+    p.add_argument("--num-processes", type=int, default=1, help="data-parallel GPUs (memory is per GPU)")
+    p.add_argument("--sharding", default="ddp", help="ddp | zero2 | zero3 | fsdp (how N GPUs split the state)")
     p.add_argument("--no-checkpointing", action="store_true", help="estimate without gradient checkpointing")
     p.add_argument("--float32", action="store_true", help="float32 weights/activations instead of bf16")
     p.add_argument("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)} (default by mode)")
@@ -478,6 +491,7 @@ def run(args) -> int:
         raise ValueError(f"--pi-lens must be comma-separated integers, got {args.pi_lens!r}") from None
     cfg = PlanConfig(
         mode=args.mode, seq_len=args.seq_len, micro_batch=args.micro_batch, global_batch=args.global_batch,
+        num_processes=args.num_processes, sharding=args.sharding,
         gradient_checkpointing=not args.no_checkpointing, param_bytes=4 if args.float32 else 2,
         optimizer=args.optimizer, lora_r=args.lora_r, train_embed_norm=args.train_embed_norm, gpu=args.gpu,
         utilization=args.utilization,

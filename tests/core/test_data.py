@@ -108,6 +108,20 @@ def test_passkey_mix_rows_and_answer_loss():
     loss = mix.answer_loss(2.0)(out, b, 2, None)
     ref = torch.nn.functional.cross_entropy(logits[3, -3:-1], b[3, -2:])
     torch.testing.assert_close(loss, 2 * ref)
+    # under 2 processes each rank sees only its rows (draw.extra["rows"], set by the training loop):
+    # rank 0 holds rows 0-1 (no passkey row, no extra loss), rank 1 rows 2-3 (the passkey row is its 2nd)
+    from e2llm_lite.augment import Draw
+
+    def draw_for(rows):
+        d = Draw(scale=torch.ones(2, dtype=torch.long), offset=torch.zeros(2, dtype=torch.long),
+                 position_ids=torch.arange(12).expand(2, 12))
+        d.extra["rows"] = rows
+        return d
+
+    out0 = type("O", (), {"logits": logits[:2]})()
+    assert mix.answer_loss(2.0)(out0, b[:2], 2, draw_for((0, 2))) is None
+    out1 = type("O", (), {"logits": logits[2:]})()
+    torch.testing.assert_close(mix.answer_loss(2.0)(out1, b[2:], 2, draw_for((2, 4))), 2 * ref)
 
 
 def test_passkey_mix_every_kth_batch():

@@ -37,7 +37,7 @@ def test_outputs_written(quick):
     assert set(summary["claims"]) == set("abcde")
     assert all(c["verdict"] in ("holds", "partly", "does not hold") for c in summary["claims"].values())
     assert set(summary["runs"]) == {"none", "pi", "e2", "e2-no-offset", "e2-fixed-scale", "e2-sink0", "e2-sink2", "e2-sink6",
-                                    "e2-harmonic", "e2-x3"}
+                                    "e2-harmonic", "e2-ntk", "e2-yarn", "e2-x3"}
 
 
 def test_table3_shape_and_protocol(quick):
@@ -104,6 +104,38 @@ def test_rerun_resumes_and_is_identical(quick, tmp_path):
     assert _json(out / "results" / "table3.json")["ppl"] == before["table3"]["ppl"]
     new_times = _json(work / "times.json")
     assert "finetune:e2-sink2" in new_times and new_times["finetune:none"] == times["finetune:none"]
+
+
+def test_families_table(quick):
+    """E² over the ntk / yarn families: trained with its family, evaluated with it (== stock transformers)."""
+    import transformers
+    from safetensors.torch import load_file
+
+    from e2llm_lite.eval.perplexity import perplexity
+
+    res = _json(quick / "results" / "table3_families.json")
+    assert (quick / "figures" / "table3_families.md").read_text().count("| yarn |") == 1
+    rows = dict(zip(res["rows"], zip(res["ppl"], res["g"])))
+    L = 256
+    for fam in ("linear", "ntk", "yarn"):
+        assert rows[f"E²-{fam} (g = length / L)"][1] == [1.0, 2.0, 4.0]
+        assert set(res["ratios"][fam]) >= {"short_cost", "short_cost_fixed_g", "long_gain", "vs_pi_past_window"}
+    # at L the scale is g = 1, the identity of every family: zero-shot rows equal the unscaled model
+    assert rows["base + YaRN zero-shot (g = length / L)"][0][0] == rows["base (no fine-tuning)"][0][0]
+    assert rows["none + NTK zero-shot (g = length / L)"][0][0] == rows[f"none, continued at {L} (g = 1)"][0][0]
+    runs = _json(quick / "results" / "reproduce.json")["runs"]
+    assert runs["e2-yarn"]["config"]["augment"]["family"] == "yarn"
+    # the yarn cell at 2·L equals a stock transformers YaRN model (factor 2, original window L), same weights
+    rep = Reproduction(PROFILES["quick"], quick / "recheck", quick / "work", progress=False)
+    rep.load_data()
+    cfg = rep.base.config.__class__.from_dict(
+        {**rep.base.config.to_dict(), "max_position_embeddings": 2 * L,
+         "rope_parameters": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": L, "rope_theta": 10000.0}})
+    stock = transformers.LlamaForCausalLM(cfg).eval()
+    stock.load_state_dict(load_file(str(quick / "work" / "models" / "e2-yarn.safetensors")))
+    r = perplexity(stock, rep.segments, 2 * L, stride=2 * L - 1, g=None, batch_size=4)
+    assert r.ppl == pytest.approx(rows["E²-yarn (g = length / L)"][0][1], rel=1e-5)
+    shutil.rmtree(quick / "recheck", ignore_errors=True)
 
 
 def test_passkey_rows_share():

@@ -55,11 +55,10 @@ def test_checkpoint_loads_weights_only_and_no_tmp_left(tmp_path):
     assert r.resumed_from == 2 and r.history == state["history"]
 
 
-def test_draws_follow_one_generator_and_scheme():
+def test_draws_are_a_function_of_seed_and_step():
     cfg = _cfg(steps=5, grad_accum=1)
     r = train(_model(), _data(), cfg, progress=False)
-    gen = augment.make_generator(cfg.seed)
-    expect = [augment.sample(cfg.augment, gen, 2, "e2") for _ in range(5)]
+    expect = [augment.sample(cfg.augment, augment.step_generator(cfg.seed, i), 2, "e2") for i in range(5)]
     assert [h["g"] for h in r.history] == [int(d.scale[0]) for d in expect]
     assert [h["t"] for h in r.history] == [int(d.offset[0]) for d in expect]
     r_none = train(_model(), _data(), _cfg(steps=3, scheme="none"), progress=False)

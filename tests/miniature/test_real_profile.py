@@ -1,0 +1,156 @@
+"""The real profile (``e2llm_lite.miniature.real_profile``): its pipeline on a tiny stand-in, its helpers on the
+real SmolLM2-135M (tests marked ``real``, sharing the session fixture ``real_model`` of ``tests/conftest.py``)."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from e2llm_lite.miniature import real_profile as rp
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A 2-layer Llama (window 256) with a small BPE trained here, saved as a Hugging Face folder."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+
+    from e2llm_lite import data as D
+    from e2llm_lite.eval import retrieval as Rv
+
+    files = sorted(D.stdlib_root().glob("*.py"))[:30]
+    texts = [f.read_text(encoding="utf-8") for f in files] + [Rv.LONGLORA_TASK, Rv.LONGLORA_GARBAGE, Rv.LONGLORA_QUESTION] * 20
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<eos>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<eos>")
+    cfg = transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                                   eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_real")
+    transformers.LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _schedule(folder):
+    return replace(rp.SCHEDULES["smoke"], model=str(folder), train_len=192, pk_length=256, ppl_lengths=(128, 256),
+                   beyond_length=512, curve_samples=1)
+
+
+def test_pipeline_writes_results_figures_report_and_resumes(tiny_folder, tmp_path, monkeypatch):
+    s = _schedule(tiny_folder)
+    run = rp.RealRun(s, out=tmp_path / "out", work=tmp_path / "work", progress=False, log=lambda *a: None)
+    res = run.run_all()
+    path = tmp_path / "out" / "results" / "real" / "real_profile.json"
+    assert json.loads(path.read_text()) == json.loads(json.dumps(res))
+    assert set(res["models"]) == {"base", "e2", "pi"}
+    for m in res["models"].values():
+        assert set(m["ppl"]) == {"128", "256"} and set(m["ppl"]["256"]) == {"1", "4"}
+        assert all(v > 1 for row in m["ppl"].values() for v in row.values())
+        assert {g: v["n"] for g, v in m["passkey"]["by_g"].items()} == {"1": 2, "4": 2}
+    e2 = res["models"]["e2"]
+    assert e2["steps"] == 2 and [c["step"] for c in e2["curve"]] == [1, 2] and "passkey_g4" in e2["curve"][0]
+    assert res["models"]["pi"]["curve"] == []
+    assert {x["length"] for w in ("base", "e2", "pi") for x in res["beyond"][w]} == {512}
+    report = (tmp_path / "out" / "figures" / "REPORT_real.md").read_text()
+    b = res["models"]["base"]["ppl"]["256"]
+    assert "| base (zero-shot g) | " in report and f"{b['4']:.2f}" in report  # numbers come from the results
+    for png in ("real_curve.png", "real_before_after.png"):
+        assert (tmp_path / "out" / "figures" / png).read_bytes()[:4] == b"\x89PNG"
+    # a second call finds every phase finished: no training, the same results
+    monkeypatch.setattr(rp, "finetune", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(rp, "beyond_window", lambda *a, **k: pytest.fail("beyond-window samples again"))
+    again = rp.RealRun(s, out=tmp_path / "out", work=tmp_path / "work", progress=False, log=lambda *a: None).run_all()
+    assert again["models"] == res["models"] and again["beyond"] == res["beyond"]
+    # a work folder belongs to one schedule
+    with pytest.raises(ValueError, match="belongs to another schedule"):
+        rp.RealRun(replace(s, steps=3), out=tmp_path / "out", work=tmp_path / "work", log=lambda *a: None)
+
+
+def test_interrupted_finetune_resumes_exactly(tiny_folder, tmp_path):
+    """Two calls of 2 + 2 steps end with the same adapter weights as one call of 4 steps."""
+    from e2llm_lite.pretrained import load_pretrained
+
+    s = replace(_schedule(tiny_folder), steps=4, curve_every=0, checkpoint_every=2)
+    base, tok = load_pretrained(str(tiny_folder))
+    data = rp.train_data(tok, s)
+    full, _ = rp.finetune(base, tok, s, "e2", tmp_path / "a", progress=False, data=data)
+    base, _ = load_pretrained(str(tiny_folder))
+    rp.finetune(base, tok, replace(s, steps=2), "e2", tmp_path / "b", progress=False, data=data)
+    base, _ = load_pretrained(str(tiny_folder))
+    resumed, res = rp.finetune(base, tok, s, "e2", tmp_path / "b", progress=False, data=data)
+    assert res.resumed_from == 2 and res.step == 4
+    want = {n: p for n, p in full.named_parameters() if "lora_" in n}
+    got = dict(resumed.named_parameters())
+    assert want and all(torch.equal(want[n], got[n]) for n in want)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        rp.RealSchedule(steps=-1)
+    with pytest.raises(ValueError, match="HH:MM"):
+        rp._deadline("25:99")
+    with pytest.raises(ValueError, match="scheme must be 'e2' or 'pi'"):
+        rp.finetune(None, None, rp.SCHEDULES["smoke"], "none")
+
+
+def test_report_prose_follows_the_numbers(tmp_path):
+    def model(ppl1, ppl8, pk8, **kw):
+        return {"ppl": {"2048": {"1": ppl1, "8": ppl8}},
+                "passkey": {"by_g": {"1": {"exact": 5, "n": 5}, "8": {"exact": pk8, "n": 5}}}, **kw}
+
+    res = {"schedule": {**rp.asdict(rp.SCHEDULES["real"]), "steps": 7}, "machine": {"cpu_count": 2, "torch_threads": 1},
+           "models": {"base": model(5.0, 100.0, 0), "e2": model(6.0, 20.0, 3, steps=7), "pi": model(5.5, 30.0, 1, steps=7)}}
+    text = open(rp.write_report(res, tmp_path)).read()
+    assert "Zero-shot scaling breaks the base" in text and "×20.0" in text
+    assert "**E² lowers the damage at every g > 1.**" in text and "g = 8: 100.00 → 20.00" in text
+    assert "+20 % relative to the base" in text
+    assert "lower perplexity at 1 of 2 scales (g = 8)" in text
+    res["models"]["e2"] = model(6.0, 150.0, 0, steps=7)
+    text = open(rp.write_report(res, tmp_path)).read()
+    assert "**E² does not lower it.**" in text
+
+
+# --- on the real model -------------------------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_few_real_finetune_steps_train_only_the_adapter(real_model):
+    """Notebook 03's CPU path: a few E² steps on SmolLM2 change the LoRA weights and nothing else."""
+    import copy
+
+    _, model, tok, _ = real_model
+    s = replace(rp.SCHEDULES["smoke"], steps=1, train_len=96, curve_every=0, train_chars=20_000)
+    base = copy.deepcopy(model)
+    frozen = {n: p.clone() for n, p in model.named_parameters()}
+    lora, res = rp.finetune(base, tok, s, "e2", None, progress=False)
+    assert res.step == 1 and all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
+    named = dict(lora.named_parameters())
+    assert any(float(p.abs().sum()) > 0 for n, p in named.items() if "lora_B" in n)  # B starts at 0
+    for n, p in named.items():
+        if "lora_" not in n:
+            key = n.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, frozen[key]), n
+
+
+@pytest.mark.real
+def test_live_demo_with_the_shipped_adapter(real_model):
+    """The shipped E² adapter loads onto the real model; the demo's base numbers are the base model's."""
+    import copy
+
+    from e2llm_lite.eval import perplexity as P
+    from e2llm_lite.train import loading
+
+    assert (rp.ADAPTER_DIR / "adapter_model.safetensors").is_file()
+    _, model, tok, _ = real_model
+    m = loading.load_adapter(copy.deepcopy(model), rp.ADAPTER_DIR)
+    res = rp.live_demo(m, tok, gs=(1, 8), n_passkey=1, passkey_length=300, ppl_length=256, progress=False)
+    doc = rp.eval_docs(tok, 256, 1)[0][0]
+    want = P.perplexity(model, [doc], window=256, g=8.0).ppl
+    assert res["ppl"]["base"]["8"] == pytest.approx(want, rel=1e-4)
+    assert res["ppl"]["e2"]["8"] != res["ppl"]["base"]["8"]
+    assert len(res["passkey"]["e2"]) == 1 and res["exact"]["base"] in (0, 1)
