@@ -38,6 +38,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from e2llm_lite.rope import inv_freq as rope_inv_freq
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "RopeBase",
@@ -74,8 +75,7 @@ class RopeBase:
             raise ValueError(f"rotary_dim d must be an even integer >= 4, got rotary_dim={self.rotary_dim!r}")
         if not (isinstance(self.rope_theta, (int, float)) and math.isfinite(self.rope_theta) and self.rope_theta > 1):
             raise ValueError(f"rope_theta must be a finite number > 1, got rope_theta={self.rope_theta!r}")
-        if not isinstance(self.base_window, int) or isinstance(self.base_window, bool) or self.base_window < 1:
-            raise ValueError(f"base_window L must be an integer >= 1, got base_window={self.base_window!r}")
+        object.__setattr__(self, "base_window", check_int("base_window", self.base_window, 1, note="L"))
         if not self.beta_fast > self.beta_slow > 0:
             raise ValueError(f"need beta_fast > beta_slow > 0, got beta_fast={self.beta_fast!r}, "
                              f"beta_slow={self.beta_slow!r}")

@@ -7,13 +7,11 @@ out of range with a message about the *value*.
 """
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import re
 from pathlib import Path
 
-__all__ = ["ArgumentTypeError", "check_int", "check_positive_float", "describe", "local_path"]
+__all__ = ["ArgumentTypeError", "check_int", "describe", "local_path"]
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -54,21 +52,6 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None, no
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise ValueError(f"{name} must be an integer {rng}, got {name}={v!r}")
     return int(v)
-
-
-def check_positive_float(name: str, value, allow_zero: bool = False) -> float:
-    """``float(value)`` for a finite real number > 0 (or >= 0 with ``allow_zero``), else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ArgumentTypeError(f"{name} must be a real number, got {name}={describe(value)}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {name}={v!r}")
-    return v
-
-
-#: a Hugging Face Hub repo id (model or dataset): ``name`` or ``owner/name`` (huggingface_hub's rule)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
-_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".py", ".bin", ".pt", ".jsonl", ".csv", ".parquet")
 
 
 def local_path(name: str, value: str | os.PathLike) -> Path | None:

@@ -69,6 +69,7 @@ from lm_eval.models.utils import normalize_gen_kwargs
 
 from e2llm_lite.atomic_files import save_json
 from e2llm_lite.hf import base_window_of, rope_scale, scale_for_length
+from e2llm_lite.validation import check_int
 
 __all__ = ["E2LLM", "FAMILIES", "TRUNCATIONS", "middle_truncate", "hf_tokenizer", "parse_g", "AUTO_WINDOWS"]
 
@@ -86,8 +87,7 @@ def middle_truncate(ids, max_len: int):
     Mirrors THUDM/LongBench ``LongBench/pred.py`` (``half = int(max_length/2)``), so an odd ``max_len``
     keeps ``max_len - 1`` tokens. Works on lists and 1-D tensors; shorter inputs come back unchanged.
     """
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2:
-        raise ValueError(f"max_len must be an integer >= 2, got {max_len!r}")
+    max_len = check_int("max_len", max_len, 2)
     if len(ids) <= max_len:
         return ids
     half = max_len // 2

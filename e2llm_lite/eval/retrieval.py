@@ -50,6 +50,7 @@ from e2llm_lite import hf
 from e2llm_lite.data import ByteTokenizer  # re-exported: the byte-level tiny models' tokenizer
 from e2llm_lite.eval.perplexity import GRule, _device_of, resolve_g
 from e2llm_lite.atomic_files import atomic_write, save_fig
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "STYLES",
@@ -179,8 +180,7 @@ def passkey_sample(
         raise ValueError(f"unknown style {style!r}; valid: {', '.join(map(repr, STYLES))}")
     if isinstance(depth, bool) or not isinstance(depth, (int, float)) or not 0.0 <= float(depth) <= 1.0:
         raise ValueError(f"depth must be a number in [0, 1], got depth={depth!r}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be an integer >= 1, got length={length!r}")
+    length = check_int("length", length, 1)
     gen = _generator(generator)
 
     # 2) the key and the pieces of the prompt (each encoded separately)
@@ -381,8 +381,7 @@ def retrieval_grid(
     "n_per_cell", "seed"}``; with ``out_dir`` also writes JSON, CSV and a heatmap PNG
     (:func:`save_retrieval`).
     """
-    if isinstance(n_per_cell, bool) or not isinstance(n_per_cell, int) or n_per_cell < 1:
-        raise ValueError(f"n_per_cell must be an integer >= 1, got n_per_cell={n_per_cell!r}")
+    n_per_cell = check_int("n_per_cell", n_per_cell, 1)
     lengths, depths = [int(n) for n in lengths], [float(d) for d in depths]
     if not lengths or not depths:
         raise ValueError(f"lengths and depths must be non-empty, got lengths={lengths!r}, depths={depths!r}")

@@ -53,6 +53,7 @@ from e2llm_lite.eval import perplexity as P
 from e2llm_lite.eval import retrieval as Rv
 from e2llm_lite.train import loading
 from e2llm_lite.train.loop import TrainConfig, train
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "RealSchedule",
@@ -111,9 +112,7 @@ class RealSchedule:
 
     def __post_init__(self) -> None:
         for k in ("steps", "train_len", "g_max", "pi_g", "lora_r", "pk_length", "beyond_length", "ppl_docs"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "steps" else 1):
-                raise ValueError(f"{k} must be an integer >= {0 if k == 'steps' else 1}, got {k}={v!r}")
+            setattr(self, k, check_int(k, getattr(self, k), 0 if k == "steps" else 1))
         for k in ("curve_gs", "ppl_gs", "pk_gs", "ppl_lengths", "pk_depths", "beyond_models"):
             setattr(self, k, tuple(getattr(self, k)))
 
