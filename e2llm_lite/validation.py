@@ -54,6 +54,11 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None, no
     return int(v)
 
 
+#: a Hugging Face Hub repo id (model or dataset): ``name`` or ``owner/name`` (huggingface_hub's rule)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".md", ".py", ".bin", ".pt", ".jsonl", ".csv", ".parquet")
+
+
 def local_path(name: str, value: str | os.PathLike) -> Path | None:
     """``Path(value)`` when ``value`` is an existing local file or folder; ``None`` when it reads as a Hub
     (model or ``datasets``) id, ``name`` or ``owner/name``; ``FileNotFoundError`` when it is written as a
