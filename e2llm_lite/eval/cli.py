@@ -28,10 +28,16 @@ of fine-tuned weights (``runs/<profile>/work/models/<run>.safetensors`` from ``e
 Remote code is never trusted unless ``--trust-remote-code`` is given. Everything the run measured
 goes to ``--out`` as JSON, markdown / CSV and PNG (:mod:`e2llm_lite.eval.perplexity`,
 :mod:`e2llm_lite.eval.retrieval`).
+
+``--family linear|ntk|yarn`` (ppl, passkey, needle) picks how each length's ``g`` moves the RoPE
+frequencies: every length is evaluated inside :func:`e2llm_lite.hf.rope_scale` ``(model, g,
+family, base_window=L)`` with the evaluator's own ``g = 1``; ``linear`` (default, the paper) gives the
+same numbers as the evaluators' ``g`` argument. The family is written into the results JSON.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -39,12 +45,15 @@ from pathlib import Path
 import torch
 
 from e2llm_lite import data as D
-from e2llm_lite.eval.perplexity import CONVENTIONS, ppl_grid
+from e2llm_lite import hf
+from e2llm_lite.eval.perplexity import CONVENTIONS, PplGrid, perplexity, resolve_g
 from e2llm_lite.atomic_files import atomic_write
-from e2llm_lite.eval.retrieval import STYLES, retrieval_grid
-from e2llm_lite.validation import local_path
+from e2llm_lite.eval.retrieval import STYLES, retrieval_grid, save_retrieval
+from e2llm_lite.scaling import FAMILIES
+from e2llm_lite.validation import check_int, local_path
 
-__all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g"]
+__all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g", "family_ppl_grid",
+           "family_retrieval_grid"]
 
 TASKS = ("ppl", "passkey", "needle", "longbench", "ruler", "proofpile")
 #: tasks run by the paper-benchmark modules (lm-eval for longbench / ruler: the `bench` extra)
@@ -101,7 +110,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, default=None, help="ppl: tokens between window starts (default: the window, i.e. disjoint; paper: 256)")
     p.add_argument("--convention", choices=list(CONVENTIONS), default="new", help="ppl scoring: " + "; ".join(f"{k} = {v}" for k, v in CONVENTIONS.items()))
     p.add_argument("--g", type=parse_g, default=["auto"], help="RoPE scale(s): auto (= ceil(length / L)), none, or numbers; comma-separated = one row each")
-    p.add_argument("--base-window", type=int, default=None, help="L for --g auto (default: the model's max_position_embeddings)")
+    p.add_argument("--base-window", type=int, default=None, help="L for --g auto and YaRN's original window (default: the model's max_position_embeddings)")
+    p.add_argument("--family", choices=list(FAMILIES), default="linear", help="RoPE scale family that applies g (ppl, passkey, needle): linear (the paper, positions m/g), ntk or yarn (need a base with rope_type='default')")
     p.add_argument("--data", default="stdlib", help="'stdlib' (offline default), a text file/folder, or a datasets name")
     p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"], help="corpus split for local data")
     p.add_argument("--hf-split", default=None, help="datasets split to read for a datasets name (e.g. 'test' for proof-pile)")
@@ -227,10 +237,65 @@ def _g_name(g) -> str:
     return "g=auto" if g == "auto" else "g=1" if g is None else f"g={g:g}"
 
 
+def _scaled(model, g: float, family: str, base_window: int):
+    """``hf.rope_scale(model, g, family, base_window)``; nothing at ``g = 1`` (the identity in every family)."""
+    return hf.rope_scale(model, g, family=family, base_window=base_window) if g != 1.0 else contextlib.nullcontext()
+
+
+def family_ppl_grid(model, name: str, g_rules: list, docs: list[torch.Tensor], lengths: list[int], stride: int | None,
+                    family: str = "linear", base_window: int | None = None, convention: str = "new",
+                    batch_size: int = 1, progress: bool = False, meta: dict | None = None) -> PplGrid:
+    """:func:`ppl_grid` for one model, one row per rule in ``g_rules``, with each cell's g applied by ``family``.
+
+    Each length's g (:func:`resolve_g`) is installed with :func:`hf.rope_scale` around :func:`perplexity`,
+    whose own g is 1; ``family="linear"`` equals ``ppl_grid`` with the same rules.
+    """
+    if stride is not None:  # as ppl_grid: one stride for every column
+        stride = check_int("stride", stride, 1, min(lengths), note="at most min(lengths)")
+    L = int(base_window) if base_window is not None else hf.base_window_of(model)
+    suffix = "" if family == "linear" else f", {family}"
+    rows, ppl, gs, ns = [], [], [], []
+    for rule in g_rules:
+        row_p, row_g, row_n = [], [], []
+        for n in lengths:
+            g = resolve_g(model, rule, n, L)
+            with _scaled(model, g, family, L):
+                r = perplexity(model, docs, n, stride, g=None, convention=convention, batch_size=batch_size,
+                               progress=progress)
+            row_p.append(r.ppl), row_g.append(g), row_n.append(r.n_tokens)
+        rows.append(f"{name} ({_g_name(rule)}{suffix})"), ppl.append(row_p), gs.append(row_g), ns.append(row_n)
+    return PplGrid(rows, list(lengths), ppl, gs, ns, stride, convention,
+                   {**(meta or {}), "family": family, "base_window": L})
+
+
+def family_retrieval_grid(model, tokenizer, filler, lengths: list[int], depths: list[float], n_per_cell: int,
+                          seed: int, g_rule, style: str, family: str = "linear", base_window: int | None = None,
+                          batch_size: int = 8, progress: bool = False) -> dict:
+    """:func:`retrieval_grid` with each length's g applied by ``family`` (one length at a time, evaluator g = 1).
+
+    Samples depend only on (seed, length, depth), so the grid equals ``retrieval_grid`` for ``family="linear"``.
+    """
+    L = int(base_window) if base_window is not None else hf.base_window_of(model)
+    cols, gs = [], []
+    for n in lengths:
+        gs.append(resolve_g(model, g_rule, n, L))
+        with _scaled(model, gs[-1], family, L):
+            cols.append(retrieval_grid(model, tokenizer, filler, [n], depths, n_per_cell, seed, g=None, style=style,
+                                       base_window=L, batch_size=batch_size, progress=progress))
+    grid = dict(cols[0])
+    acc = [[c["accuracy"][di][0] for c in cols] for di in range(len(depths))]  # [depth][length]
+    grid.update(lengths=[int(n) for n in lengths], accuracy=acc, g=gs, family=family, base_window=L)
+    return grid
+
+
 def run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.threads:
         torch.set_num_threads(args.threads)
+    family = getattr(args, "family", "linear")
+    if args.task in BENCH_TASKS and family != "linear":
+        raise ValueError(f"--family {family} is not available for --task {args.task}, which applies g with the linear "
+                         f"family only (valid: linear); ntk and yarn work with --task ppl, passkey and needle")
     if args.task in BENCH_TASKS:  # imported here: lm-eval (the `bench` extra) is needed only for these
         if args.task == "proofpile":
             from e2llm_lite.eval.proof_pile import run_cli
@@ -254,9 +319,10 @@ def run(args) -> int:
             raise ValueError(f"--doc-tokens must be >= max(lengths) = {max(lengths)}, got {doc_tokens}")
         docs = load_eval_docs(tok, texts, doc_tokens, args.n_docs or 16)
         meta.update(n_docs=len(docs), doc_tokens=doc_tokens)
-        rows = {f"{name} ({_g_name(g)})": (model, g) for g in args.g}
-        grid = ppl_grid(rows, docs, lengths, args.stride, convention=args.convention, base_window=args.base_window,
-                        batch_size=args.batch_size, progress=progress, out_dir=out, stem="ppl", meta=meta)
+        grid = family_ppl_grid(model, name, args.g, docs, lengths, args.stride, family, args.base_window,
+                               args.convention, args.batch_size, progress, meta)
+        if out is not None:
+            grid.save(out, "ppl")
         print(grid.to_markdown())
     else:
         style = "needle" if args.task == "needle" else args.style
@@ -264,10 +330,12 @@ def run(args) -> int:
         filler = texts[: max(10, args.n_per_cell)] if style == "needle" else D.filler_text(D.Corpus(texts, [], args.data, args.split))
         for g in args.g:
             stem = args.task if len(args.g) == 1 else f"{args.task}_{_g_name(g).replace('=', '')}"
-            grid = retrieval_grid(model, tok, filler, lengths, args.depths, args.n_per_cell, args.seed, g=g, style=style,
-                                  base_window=args.base_window, batch_size=args.batch_size, progress=progress,
-                                  out_dir=out, stem=stem)
-            print(_retrieval_markdown(grid, f"{name} ({_g_name(g)})"))
+            grid = family_retrieval_grid(model, tok, filler, lengths, args.depths, args.n_per_cell, args.seed, g, style,
+                                         family, args.base_window, args.batch_size, progress)
+            if out is not None:
+                save_retrieval(grid, out, stem)
+            suffix = "" if family == "linear" else f", {family}"
+            print(_retrieval_markdown(grid, f"{name} ({_g_name(g)}{suffix})"))
     if out is not None:
         atomic_write(out / "eval_args.json", json.dumps({k: v for k, v in vars(args).items() if not k.startswith("_")}, indent=2) + "\n")
         print(f"results in {out}")

@@ -49,6 +49,7 @@ from e2llm_lite import hf
 from e2llm_lite import data as D
 from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
 from e2llm_lite.augment import AugmentConfig
+from e2llm_lite.scaling import check_family
 from e2llm_lite.eval import perplexity as P
 from e2llm_lite.eval import retrieval as Rv
 from e2llm_lite.train import loading
@@ -82,7 +83,7 @@ class RealSchedule:
 
     name: str = "real"
     model: str = "smollm2-135m"  # registered name, local HF folder or Hub id
-    steps: int = 70  # optimizer steps of each fine-tune (E² and PI: the same budget)
+    steps: int = 140  # optimizer steps of each fine-tune (E², PI and E²-<family>: the same budget)
     train_len: int = 512  # R
     g_max: int = 8  # G = {1..8}
     n_sink: int = 4
@@ -101,20 +102,34 @@ class RealSchedule:
     pk_length: int = 2048
     pk_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     pk_gs: tuple[int, ...] = (1, 4, 8)
-    pk_per_cell: int = 1
-    beyond_length: int = 12288  # 1.5 L; 16K (2 L) did not fit the shared CPU's budget (see REPORT_real.md)
+    pk_per_cell: int = 2
+    families: tuple[str, ...] = ("yarn",)  # beyond the paper: E² drawn the same way, g applied by this family
+    long_ppl_length: int = 10240  # perplexity past the native window (1.25 L)
+    long_ppl_g: int = 2  # ... at this g (every model; the base also at g = 1, no scaling)
+    long_ppl_docs: int = 1
+    beyond_length: int = 16384  # 2 L: the true extension test
     beyond_g: int = 2
-    beyond_samples: int = 1  # per model (base, E², PI)
-    beyond_models: tuple[str, ...] = ("e2", "base", "pi")  # in this order, as the deadline allows
+    beyond_samples: int = 1  # per model
+    beyond_models: tuple[str, ...] = ("e2", "base", "e2-yarn", "pi")  # in this order, as the deadline allows
     train_chars: int = 2_000_000  # characters of stdlib train files tokenised for the text rows
     autocast: str | None = None  # "bfloat16" is slower on CPUs without AVX512-BF16 / AMX (measured here)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for k in ("steps", "train_len", "g_max", "pi_g", "lora_r", "pk_length", "beyond_length", "ppl_docs"):
-            setattr(self, k, check_int(k, getattr(self, k), 0 if k == "steps" else 1))
-        for k in ("curve_gs", "ppl_gs", "pk_gs", "ppl_lengths", "pk_depths", "beyond_models"):
+        for k in ("steps", "train_len", "g_max", "pi_g", "lora_r", "pk_length", "beyond_length", "ppl_docs",
+                  "long_ppl_length", "long_ppl_g", "long_ppl_docs"):
+            setattr(self, k, check_int(k, getattr(self, k), 0 if k in ("steps", "long_ppl_docs") else 1))
+        for k in ("curve_gs", "ppl_gs", "pk_gs", "ppl_lengths", "pk_depths", "beyond_models", "families"):
             setattr(self, k, tuple(getattr(self, k)))
+        for f in self.families:
+            check_family(f)
+
+    @property
+    def runs(self) -> dict[str, tuple[str, str]]:
+        """Fine-tunes of this schedule: ``{name: (scheme, family)}`` — e2, pi and one e2-<family> per family."""
+        out = {"e2": ("e2", "linear"), "pi": ("pi", "linear")}
+        out.update({f"e2-{f}": ("e2", f) for f in self.families if f != "linear"})
+        return out
 
 
 SCHEDULES = {
@@ -124,6 +139,7 @@ SCHEDULES = {
         name="smoke", steps=2, train_len=96, checkpoint_every=1, curve_every=1, curve_samples=1, curve_gs=(4,),
         ppl_gs=(1, 4), ppl_lengths=(128,), ppl_docs=1, pk_length=160, pk_depths=(0.0, 1.0), pk_gs=(1, 4),
         pk_per_cell=1, beyond_length=320, beyond_g=2, beyond_samples=1, train_chars=60_000,
+        long_ppl_length=288, long_ppl_docs=1, beyond_models=("e2", "base", "e2-yarn", "pi"),
     ),
 }
 
@@ -161,17 +177,23 @@ def train_data(tokenizer, s: RealSchedule, seed: int = 0) -> D.PasskeyMix:
 
 
 def finetune(base, tokenizer, s: RealSchedule, scheme: str = "e2", checkpoint_dir: str | os.PathLike | None = None,
-             on_curve=None, progress: bool = True, data=None):
+             on_curve=None, progress: bool = True, data=None, family: str = "linear"):
     """LoRA fine-tune ``base`` (a plain HF model, modified in place) with ``scheme`` ("e2" or "pi").
+
+    ``family`` (E² only): the scale family that applies each drawn g (``e2llm_lite.scaling``); the
+    draw of (g, t) is the paper's either way.
 
     Returns ``(peft_model, TrainResult)``. ``on_curve(step, model) -> dict`` runs every
     ``s.curve_every`` steps; its dict lands in that step's history record (and survives resume).
     """
     if scheme not in ("e2", "pi"):
         raise ValueError(f"scheme must be 'e2' or 'pi', got {scheme!r}")
+    check_family(family)
+    if scheme == "pi" and family != "linear":
+        raise ValueError(f"PI is linear interpolation; family must be 'linear' for scheme 'pi', got {family!r}")
     L = hf.base_window_of(base)
     aug = AugmentConfig(base_window=L, train_len=s.train_len, g_max=s.g_max, n_sink=s.n_sink,
-                        fixed_scale=s.pi_g if scheme == "pi" else None)
+                        fixed_scale=s.pi_g if scheme == "pi" else None, family=family)
     cfg = TrainConfig(
         steps=s.steps, lr=s.lr, betas=(0.9, 0.95), batch_size=2, seed=s.seed, scheme=scheme, augment=aug,
         autocast_dtype=s.autocast, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
@@ -201,12 +223,22 @@ def eval_docs(tokenizer, length: int, n: int) -> tuple[list[torch.Tensor], list[
     return D.eval_segments(tokenizer, corpus, length, n)
 
 
-def ppl_table(model, docs: list[torch.Tensor], gs, lengths) -> dict:
-    """``{length: {g: ppl}}``: perplexity of the first ``length`` tokens of each doc, one window each."""
+def _scaled(model, g: float, family: str = "linear"):
+    """``rope_scale`` of ``family`` at ``g`` (a no-op at g = 1)."""
+    return hf.rope_scale(model, float(g), family=family) if float(g) != 1.0 else contextlib.nullcontext(model)
+
+
+def ppl_table(model, docs: list[torch.Tensor], gs, lengths, family: str = "linear") -> dict:
+    """``{length: {g: ppl}}``: perplexity of the first ``length`` tokens of each doc, one window each,
+    with each ``g`` applied by scale ``family``."""
     out = {}
     for n in lengths:
         segs = [d[:n] for d in docs if len(d) >= n]
-        out[str(n)] = {str(g): round(P.perplexity(model, segs, window=n, g=float(g)).ppl, 3) for g in gs}
+        row = {}
+        for g in gs:
+            with _scaled(model, g, family):
+                row[str(g)] = round(P.perplexity(model, segs, window=n, g=1.0).ppl, 3)
+        out[str(n)] = row
     return out
 
 
@@ -218,25 +250,26 @@ def _samples(tokenizer, length: int, depths, per_depth: int, seed: int) -> list:
     return out
 
 
-def passkey_table(model, tokenizer, length: int, depths, gs, per_cell: int, seed: int = 0) -> dict:
+def passkey_table(model, tokenizer, length: int, depths, gs, per_cell: int, seed: int = 0,
+                  family: str = "linear") -> dict:
     """Exact match per (g, depth) on LongLoRA's passkey prompt at ``length`` tokens; same prompts for every g."""
     samples = _samples(tokenizer, length, depths, per_cell, seed)
     table = {}
     for g in gs:
-        hits = _exact(model, samples, g)
+        hits = _exact(model, samples, g, family)
         per = [hits[i * per_cell : (i + 1) * per_cell] for i in range(len(depths))]
         table[str(g)] = {"exact": sum(hits), "n": len(hits), "by_depth": [sum(p) / len(p) for p in per]}
     return {"length": length, "depths": [float(d) for d in depths], "per_cell": per_cell, "by_g": table}
 
 
-def _exact(model, samples, g: float) -> list[bool]:
+def _exact(model, samples, g: float, family: str = "linear") -> list[bool]:
     """Greedy exact match of each sample's answer at scale ``g`` (as ``retrieval_accuracy``, cheaper prefill)."""
     was = model.training
     model.eval()
     hits = []
     try:
         for smp in samples:
-            with hf.rope_scale(model, float(g)):
+            with _scaled(model, g, family):
                 toks, _ = _greedy(model, smp.input_ids, smp.answer_ids.numel())
             hits.append(toks == smp.answer_ids.tolist())
     finally:
@@ -262,19 +295,19 @@ def _greedy(model, ids: torch.Tensor, n_new: int) -> tuple[list[int], float]:
     return toks, time.perf_counter() - t0
 
 
-def beyond_window(model, tokenizer, length: int, g: int, n: int, seed: int = 0, extra_tokens: int = 4) -> list[dict]:
+def beyond_window(model, tokenizer, length: int, g: int, n: int, seed: int = 0, extra_tokens: int = 4,
+                  family: str = "linear") -> list[dict]:
     """Passkey samples of ``length`` tokens (past the native window) generated at scale ``g``, timed."""
     depths = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
     out = []
     for s in _samples(tokenizer, length, depths, 1, seed + 1):
-        ctx = hf.rope_scale(model, g) if g != 1 else contextlib.nullcontext()
         was = model.training
         model.eval()
-        with ctx:
+        with _scaled(model, g, family):
             toks, secs = _greedy(model, s.input_ids, s.answer_ids.numel() + extra_tokens)
         model.train(was)
         k = s.answer_ids.numel()
-        out.append({"length": length, "g": g, "depth": s.depth, "key": s.key, "exact": toks[:k] == s.answer_ids.tolist(),
+        out.append({"length": length, "g": g, "family": family, "depth": s.depth, "key": s.key, "exact": toks[:k] == s.answer_ids.tolist(),
                     "answer": tokenizer.decode(toks), "seconds": round(secs, 1)})
     return out
 
@@ -300,14 +333,20 @@ def live_demo(model=None, tokenizer=None, gs=(1, 4, 8), passkey_g: int = 8, n_pa
     """Base vs E² on the real model, live: PPL at each ``g`` and passkey exact match at ``passkey_g``.
 
     ``model`` defaults to :func:`load_shipped`; the base is the same model with the adapter disabled.
-    Returns ``{"ppl": {"base": {g: ppl}, "e2": {...}}, "passkey": {"base": [answers], "e2": [...]},
-    "keys": [...], "seconds": ...}`` and prints a small table.
+    ``gs=()`` skips perplexity, ``n_passkey=0`` skips passkey. Returns ``{"ppl": {"base": {g: ppl},
+    "e2": {...}}, "passkey": {"base": [answers], "e2": [...]}, "exact": {...}, "keys": [...],
+    "seconds": ...}`` and prints a small table.
     """
+    n_passkey = check_int("n_passkey", n_passkey, 0)
+    gs = tuple(int(g) for g in gs)
+    if not gs and not n_passkey:
+        raise ValueError("nothing to show: pass some scales gs=(1, 4, 8) and/or n_passkey >= 1")
     t0 = time.perf_counter()
     if model is None:
         model, tokenizer = load_shipped()
-    doc = eval_docs(tokenizer, ppl_length, 1)[0][0]
-    samples = _samples(tokenizer, passkey_length, [i / max(1, n_passkey - 1) for i in range(n_passkey)], 1, seed)
+    doc = eval_docs(tokenizer, ppl_length, 1)[0][0] if gs else None
+    depths = [i / max(1, n_passkey - 1) for i in range(n_passkey)] if n_passkey > 1 else [0.5] * n_passkey
+    samples = _samples(tokenizer, passkey_length, depths, 1, seed) if n_passkey else []
     res = {"ppl": {}, "passkey": {}, "exact": {}, "keys": [s.key for s in samples], "ppl_length": ppl_length,
            "passkey_length": passkey_length, "passkey_g": passkey_g}
     for who in ("base", "e2"):
@@ -316,18 +355,25 @@ def live_demo(model=None, tokenizer=None, gs=(1, 4, 8), passkey_g: int = 8, n_pa
             res["ppl"][who] = {str(g): round(P.perplexity(model, [doc], window=ppl_length, g=float(g)).ppl, 2) for g in gs}
             answers = []
             for s in samples:
-                with hf.rope_scale(model, passkey_g):
+                with _scaled(model, passkey_g):
                     toks, _ = _greedy(model, s.input_ids, s.answer_ids.numel())
                 answers.append(tokenizer.decode(toks).strip())
             res["passkey"][who] = answers
             res["exact"][who] = sum(a == s.key for a, s in zip(answers, samples))
     res["seconds"] = round(time.perf_counter() - t0, 1)
     if progress:
-        print(f"perplexity of one held-out stdlib file ({ppl_length} tokens) and passkey at {passkey_length} tokens, g = {passkey_g}")
-        print(f"{'':6}" + "".join(f"{'PPL g=' + str(g):>11}" for g in gs) + f"{'passkey':>10}")
+        parts = []
+        if gs:
+            parts.append(f"perplexity of one held-out stdlib file ({ppl_length} tokens)")
+        if samples:
+            parts.append(f"passkey at {passkey_length} tokens, g = {passkey_g}")
+        print(" and ".join(parts))
+        print(f"{'':6}" + "".join(f"{'PPL g=' + str(g):>11}" for g in gs) + (f"{'passkey':>10}" if samples else ""))
         for who in ("base", "e2"):
-            print(f"{who:6}" + "".join(f"{res['ppl'][who][str(g)]:>11.2f}" for g in gs) + f"{res['exact'][who]:>6}/{len(samples)}")
-        print(f"keys {res['keys']}; base answered {res['passkey']['base']}, E² answered {res['passkey']['e2']}")
+            print(f"{who:6}" + "".join(f"{res['ppl'][who][str(g)]:>11.2f}" for g in gs)
+                  + (f"{res['exact'][who]:>6}/{len(samples)}" if samples else ""))
+        if samples:
+            print(f"keys {res['keys']}; base answered {res['passkey']['base']}, E² answered {res['passkey']['e2']}")
     return res
 
 
@@ -368,39 +414,49 @@ class RealRun:
     def _time_left(self) -> float:
         return math.inf if self.deadline is None else self.deadline - time.time()
 
-    def _evaluate(self, model, tok, docs) -> dict:
+    def _evaluate(self, model, tok, docs, family: str = "linear") -> dict:
         s = self.s
         t = time.perf_counter()
-        ppl = ppl_table(model, docs, s.ppl_gs, s.ppl_lengths)
+        ppl = ppl_table(model, docs, s.ppl_gs, s.ppl_lengths, family)
         t_ppl = time.perf_counter() - t
         self.log(f"[real]   ppl {json.dumps(ppl)} ({t_ppl:.0f} s)")
         t = time.perf_counter()
-        pk = passkey_table(model, tok, s.pk_length, s.pk_depths, s.pk_gs, s.pk_per_cell, s.seed)
+        pk = passkey_table(model, tok, s.pk_length, s.pk_depths, s.pk_gs, s.pk_per_cell, s.seed, family)
         t_pk = time.perf_counter() - t
         self.log(f"[real]   passkey {json.dumps({g: v['exact'] for g, v in pk['by_g'].items()})} of "
                  f"{len(s.pk_depths) * s.pk_per_cell} ({t_pk:.0f} s)")
-        return {"ppl": ppl, "passkey": pk, "seconds": {"ppl": round(t_ppl, 1), "passkey": round(t_pk, 1)}}
+        return {"family": family, "ppl": ppl, "passkey": pk,
+                "seconds": {"ppl": round(t_ppl, 1), "passkey": round(t_pk, 1)}}
 
-    def _curve_point(self, model, tok, doc) -> dict:
+    def _curve_point(self, model, tok, doc, family: str = "linear") -> dict:
         s = self.s
         depths = [i / max(1, s.curve_samples - 1) for i in range(s.curve_samples)]
         samples = _samples(tok, s.pk_length, depths, 1, s.seed + 7)
         rec = {}
         for g in s.curve_gs:
-            rec[f"passkey_g{g}"] = sum(_exact(model, samples, g))
-            rec[f"ppl_g{g}"] = round(P.perplexity(model, [doc[: s.pk_length]], window=s.pk_length, g=float(g)).ppl, 3)
+            rec[f"passkey_g{g}"] = sum(_exact(model, samples, g, family))
+            with _scaled(model, g, family):
+                rec[f"ppl_g{g}"] = round(P.perplexity(model, [doc[: s.pk_length]], window=s.pk_length, g=1.0).ppl, 3)
         return rec
 
+    def _model(self, who: str):
+        """``(model, tokenizer, family)`` of a finished run (``base``, ``base-<family>``, ``e2``, ...)."""
+        base, tok = self._base()
+        if who == "base" or who.startswith("base-"):
+            return base, tok, who[len("base-"):] if who.startswith("base-") else "linear"
+        return loading.load_adapter(base, self.work / f"adapter_{who}"), tok, self.s.runs[who][1]
+
     # phases
-    def run_all(self, phases=("base", "e2", "pi", "beyond")) -> dict:
-        """Run the unfinished ``phases`` in order (two processes may split them: e.g. ``("pi",)`` beside the rest)."""
+    def run_all(self, phases=("base", "zero-shot", "e2", "pi", "families", "long", "beyond")) -> dict:
+        """Run the unfinished ``phases`` in order (processes may split them: e.g. ``("e2-yarn",)`` beside the
+        rest; ``families`` = every ``e2-<family>`` fine-tune, ``zero-shot`` = the base under each family)."""
         s = self.s
         t_all = time.perf_counter()
         base, tok = self._base()
         docs, paths = eval_docs(tok, max(s.ppl_lengths + (s.pk_length,)), s.ppl_docs)
         curve_doc = docs[0]
         self.meta = {"eval_files": paths, "curve_samples": s.curve_samples}
-        # 1) the untouched base
+        # 1) the untouched base, with linear g (PI's zero-shot squeeze) and with each family (training-free peers)
         if "base" in phases and self._load("base.json") is None:
             self.log("[real] phase base")
             t = time.perf_counter()
@@ -408,23 +464,35 @@ class RealRun:
             ev["curve0"] = self._curve_point(base, tok, curve_doc)
             ev["wall_s"] = round(time.perf_counter() - t, 1)
             self._save("base.json", ev)
-        self.write()
-        # 2) E², 3) PI: the same budget
-        data = train_data(tok, s, seed=s.seed)
-        for scheme in ("e2", "pi"):
-            if scheme not in phases or self._load(f"{scheme}.json") is not None:
+        for fam in s.families:
+            who = f"base-{fam}"
+            if fam == "linear" or not ({"zero-shot", who} & set(phases)) or self._load(f"{who}.json") is not None:
                 continue
-            self.log(f"[real] phase {scheme}: {s.steps} steps")
+            self.log(f"[real] phase {who}: the base with g applied by {fam}, zero-shot")
+            t = time.perf_counter()
+            ev = self._evaluate(base, tok, docs, fam)
+            ev["curve0"] = self._curve_point(base, tok, curve_doc, fam)
+            ev["wall_s"] = round(time.perf_counter() - t, 1)
+            self._save(f"{who}.json", ev)
+        self.write()
+        # 2) E², 3) PI, 4) E²-<family>: the same budget
+        data = None
+        for name, (scheme, fam) in s.runs.items():
+            wanted = name in phases or (name.startswith("e2-") and "families" in phases)
+            if not wanted or self._load(f"{name}.json") is not None:
+                continue
+            self.log(f"[real] phase {name}: {s.steps} steps")
+            data = data or train_data(tok, s, seed=s.seed)
             base, tok = self._base()  # fresh weights for each fine-tune
             t = time.perf_counter()
-            curve = (lambda step, m: self._curve_point(m, tok, curve_doc)) if scheme == "e2" else None
-            model, res = finetune(base, tok, s, scheme, self.work / f"ckpt_{scheme}", on_curve=curve,
-                                  progress=self.progress, data=data)
+            curve = (lambda step, m, fam=fam: self._curve_point(m, tok, curve_doc, fam)) if scheme == "e2" else None
+            model, res = finetune(base, tok, s, scheme, self.work / f"ckpt_{name}", on_curve=curve,
+                                  progress=self.progress, data=data, family=fam)
             t_train = time.perf_counter() - t
-            adapter = self.work / f"adapter_{scheme}"
+            adapter = self.work / f"adapter_{name}"
             loading.save_adapter(model, adapter)
             self.log(f"[real]   trained in {t_train:.0f} s (this call); evaluating")
-            ev = self._evaluate(model, tok, docs)
+            ev = self._evaluate(model, tok, docs, fam)
             hist = res.history
             ev.update(
                 steps=res.step, resumed_from=res.resumed_from, train_wall_s_this_call=round(t_train, 1),
@@ -435,12 +503,30 @@ class RealRun:
                        for h in hist if any(k.startswith("passkey_") for k in h)],
                 loss_curve=[[h["step"], round(h["loss"], 4)] for h in hist],
             )
-            if scheme == "e2" and self.ship:
+            if name == "e2" and self.ship:
                 _ship_adapter(adapter, ADAPTER_DIR, s)
-            self._save(f"{scheme}.json", ev)
+            self._save(f"{name}.json", ev)
             self.write()
             del model
-        # 4) past the native window, as time allows
+        # 5) perplexity past the native window: every finished model at long_ppl_g (the base also at g = 1)
+        if "long" in phases and s.long_ppl_docs:
+            long = self._load("long.json") or {}
+            ldocs, lpaths = eval_docs(tok, s.long_ppl_length, s.long_ppl_docs)
+            for who in ["base"] + [f"base-{f}" for f in s.families if f != "linear"] + list(s.runs):
+                if who in long or self._load(f"{who}.json") is None:
+                    continue
+                model, tok, fam = self._model(who)
+                model.eval()
+                gs = (1, s.long_ppl_g) if who == "base" else (s.long_ppl_g,)
+                t = time.perf_counter()
+                table = ppl_table(model, ldocs, gs, (s.long_ppl_length,), fam)[str(s.long_ppl_length)]
+                long[who] = {"family": fam, "ppl": table, "seconds": round(time.perf_counter() - t, 1)}
+                long["_files"] = lpaths
+                self.log(f"[real] past the window, {who}: PPL {table} at {s.long_ppl_length} tokens")
+                self._save("long.json", {**(self._load("long.json") or {}), **long})
+                self.write()
+                del model
+        # 6) passkey past the native window, as time allows
         beyond = self._load("beyond.json") or {}
         est = beyond.get("_estimate_s")
         if est is None and self._load("base.json") is not None:  # a priori: the 2K prefills, scaled up
@@ -449,7 +535,7 @@ class RealRun:
             ratio = s.beyond_length / s.pk_length
             est = b["seconds"]["passkey"] / max(1, n_pf) * ratio * (1 + ratio / 8)  # linear + attention share
         for who in [w for w in s.beyond_models if "beyond" in phases or f"beyond:{w}" in phases]:
-            if who in beyond or (who != "base" and self._load(f"{who}.json") is None):
+            if who in beyond or (who != "base" and who not in s.runs) or (who != "base" and self._load(f"{who}.json") is None):
                 continue
             if est is not None and self._time_left() < est * 1.15 + 60:
                 beyond.setdefault("_skipped", []).append(f"{who}: {self._time_left():.0f} s left before the deadline, "
@@ -457,9 +543,8 @@ class RealRun:
                 self.log(f"[real] beyond-window {who} skipped: deadline")
                 continue
             self.log(f"[real] beyond-window samples: {who}, {s.beyond_length} tokens, g = {s.beyond_g}")
-            base, tok = self._base()
-            model = base if who == "base" else loading.load_adapter(base, self.work / f"adapter_{who}")
-            beyond[who] = beyond_window(model, tok, s.beyond_length, s.beyond_g, s.beyond_samples, s.seed)
+            model, tok, fam = self._model(who)
+            beyond[who] = beyond_window(model, tok, s.beyond_length, s.beyond_g, s.beyond_samples, s.seed, family=fam)
             est = max(x["seconds"] for x in beyond[who]) * s.beyond_samples
             beyond["_estimate_s"] = est
             self.log(f"[real]   {json.dumps(beyond[who])}")
@@ -470,6 +555,10 @@ class RealRun:
         self._save("times.json", self.times)
         return self.write()
 
+    def model_names(self) -> list[str]:
+        """Every model this schedule evaluates, in report order."""
+        return ["base"] + [f"base-{f}" for f in self.s.families if f != "linear"] + list(self.s.runs)
+
     def write(self) -> dict:
         """Collect the finished phases into ``results/real/real_profile.json``, figures and the report."""
         s = self.s
@@ -477,7 +566,8 @@ class RealRun:
             "schedule": asdict(s),
             "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
                         "torch": torch.__version__, "platform": platform.platform()},
-            "models": {k: v for k in ("base", "e2", "pi") if (v := self._load(f"{k}.json")) is not None},
+            "models": {k: v for k in self.model_names() if (v := self._load(f"{k}.json")) is not None},
+            "long": self._load("long.json") or {},
             "beyond": self._load("beyond.json") or {},
         }
         res.update(getattr(self, "meta", {}))
@@ -509,6 +599,15 @@ def _ship_adapter(src: Path, dst: Path, s: RealSchedule) -> None:
 
 
 _NAMES = {"base": "base (zero-shot g)", "pi": "PI (g = 4)", "e2": "E²"}
+_FAM = {"yarn": "YaRN", "ntk": "NTK"}
+
+
+def _name(k: str) -> str:
+    """Report label of a model key: base, base-<family>, e2, e2-<family>, pi."""
+    if k in _NAMES:
+        return _NAMES[k]
+    head, fam = k.split("-", 1)
+    return f"base + {_FAM.get(fam, fam)} (zero-shot g)" if head == "base" else f"E²-{_FAM.get(fam, fam)}"
 
 
 def _fmt(x, d=1):
@@ -528,7 +627,9 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
     if not models:
         lines.append("_No phase has finished yet._")
         return atomic_write(fig_dir / "REPORT_real.md", "\n".join(lines) + "\n")
-    names = [k for k in ("base", "pi", "e2") if k in models]
+    order = ["base"] + sorted(k for k in models if k.startswith("base-")) + ["pi", "e2"] + sorted(
+        k for k in models if k.startswith("e2-"))
+    names = [k for k in order if k in models]
     m0 = models[names[0]]
     lengths = list(m0["ppl"].keys())
     gs = list(m0["ppl"][lengths[0]].keys())
@@ -551,7 +652,7 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
         m = models[k]
         row = [_fmt(m["ppl"][n][g], 2) for n in lengths for g in gs]
         row += [f"{m['passkey']['by_g'][g]['exact']}/{m['passkey']['by_g'][g]['n']}" for g in pk_gs]
-        lines.append(f"| {_NAMES[k]} | " + " | ".join(row) + " |")
+        lines.append(f"| {_name(k)} | " + " | ".join(row) + " |")
     lines.append("")
     # verdicts from the numbers
     L2, g1, gmax = lengths[-1], gs[0], gs[-1]
@@ -588,32 +689,78 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
             f"({', '.join('g = ' + g for g in wins) or 'none'}). "
             + "; ".join(f"g = {g}: PPL {_fmt(p['ppl'][L2][g], 2)} (PI) vs {_fmt(e['ppl'][L2][g], 2)} (E²)" for g in gs)
             + ". Passkey: " + ", ".join(f"g = {g}: {pk(p, g)} (PI) vs {pk(e, g)} (E²) of {n_pk}" for g in pk_gs) + ".")
+        lines.append("")
+    # beyond the paper: E² with g applied by another family (issue: close the short-context cost?)
+    for k in [k for k in names if k.startswith("e2-")]:
+        f, e, lab = models[k], models.get("e2"), _name(k)
+        if not (b and e):
+            continue
+        c_lin, c_f = e["ppl"][L2][g1] / b["ppl"][L2][g1], f["ppl"][L2][g1] / b["ppl"][L2][g1]
+        long_lin = min(e["ppl"][L2][g] for g in gs[1:]) if len(gs) > 1 else None
+        long_f = min(f["ppl"][L2][g] for g in gs[1:]) if len(gs) > 1 else None
+        closes = "closes" if c_f <= 1.03 else "narrows" if c_f < c_lin else "does not narrow"
+        lines.append(
+            f"**{lab} vs E² (linear), same draws and budget.** Short-context cost (PPL at g = {g1} ÷ base at g = {g1}): "
+            f"{c_lin:.3f} (linear) vs {c_f:.3f} ({lab}) — {lab} {closes} the gap to the paper's 1.02. "
+            + ("PPL at g > 1: " + "; ".join(f"g = {g}: {_fmt(e['ppl'][L2][g], 2)} vs {_fmt(f['ppl'][L2][g], 2)}"
+                                             for g in gs[1:]) + f" (best {_fmt(long_lin, 2)} vs {_fmt(long_f, 2)}). "
+               if long_lin is not None else "")
+            + "Passkey: " + ", ".join(f"g = {g}: {pk(e, g)} vs {pk(f, g)} of {n_pk}" for g in pk_gs) + ".")
+        zs = models.get("base-" + k.split("-", 1)[1])
+        if zs:
+            lines.append(
+                f"The training-free peer, the base with {_FAM.get(k.split('-', 1)[1], k)} applied zero-shot: PPL "
+                + "; ".join(f"g = {g}: {_fmt(zs['ppl'][L2][g], 2)}" for g in gs)
+                + "; passkey " + ", ".join(f"g = {g}: {pk(zs, g)}/{n_pk}" for g in pk_gs) + ".")
+        lines.append("")
+    long = {k: v for k, v in res.get("long", {}).items() if not k.startswith("_")}
+    if long:
+        n_long = s.get("long_ppl_length")
+        lines += [f"**Perplexity past the native window** ({n_long} tokens = {n_long / 8192:g} × L, one window over "
+                  f"{', '.join(res['long'].get('_files', []))}):", "",
+                  "| model | family | " + " | ".join(f"g = {g}" for g in sorted({g for v in long.values() for g in v['ppl']}, key=int))
+                  + " | seconds |", "|---|---|" + "---:|" * (len({g for v in long.values() for g in v['ppl']}) + 1)]
+        all_g = sorted({g for v in long.values() for g in v["ppl"]}, key=int)
+        for k in [k for k in order if k in long]:
+            v = long[k]
+            lines.append(f"| {_name(k)} | {v['family']} | " + " | ".join(_fmt(v["ppl"].get(g), 2) for g in all_g)
+                         + f" | {v['seconds']} |")
+        lines.append("")
     if res.get("note"):
         lines += ["", f"_Budget: {res['note']}_"]
     lines.append("")
-    # curve
-    e = models.get("e2")
-    if e and e.get("curve"):
-        c0 = (b or {}).get("curve0", {})
-        pts = [{"step": 0, **c0}] + e["curve"] if c0 else e["curve"]
-        cg = [k[len("passkey_g"):] for k in pts[-1] if k.startswith("passkey_g")]
+    # curve: every E² run (linear and each family), from its own zero-shot start
+    curves = {}
+    for k in [k for k in names if k == "e2" or k.startswith("e2-")]:
+        if models[k].get("curve"):
+            z = models.get("base" if k == "e2" else "base-" + k.split("-", 1)[1]) or {}
+            c0 = z.get("curve0", {})
+            curves[k] = ([{"step": 0, **c0}] if c0 else []) + models[k]["curve"]
+    if curves:
         ns = res.get("curve_samples", s.get("curve_samples"))
-        lines += [f"**Curve (Fig. 4 analogue).** Passkey exact (of {ns}) and PPL at {s['pk_length']} tokens during E² fine-tuning:", "",
-                  "| step | " + " | ".join(f"passkey g={g} | PPL g={g}" for g in cg) + " |",
-                  "|---:|" + "---:|---:|" * len(cg)]
-        for pnt in pts:
-            lines.append(f"| {pnt['step']} | " + " | ".join(f"{pnt.get('passkey_g' + g, '–')} | {_fmt(pnt.get('ppl_g' + g), 2)}" for g in cg) + " |")
+        first = next(iter(curves.values()))
+        cg = [k[len("passkey_g"):] for k in first[-1] if k.startswith("passkey_g")]
+        lines += [f"**Curve (Fig. 4 analogue).** Passkey exact (of {ns}) and PPL at {s['pk_length']} tokens during "
+                  f"fine-tuning (step 0 = the base with that run's family):", "",
+                  "| run | step | " + " | ".join(f"passkey g={g} | PPL g={g}" for g in cg) + " |",
+                  "|---|---:|" + "---:|---:|" * len(cg)]
+        for k, pts in curves.items():
+            for pnt in pts:
+                lines.append(f"| {_name(k)} | {pnt['step']} | " + " | ".join(
+                    f"{pnt.get('passkey_g' + g, '–')} | {_fmt(pnt.get('ppl_g' + g), 2)}" for g in cg) + " |")
         lines.append("")
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-        for g in cg:
-            xs = [q["step"] for q in pts]
-            axes[0].plot(xs, [q.get("passkey_g" + g) for q in pts], marker="o", label=f"g = {g}")
-            axes[1].plot(xs, [q.get("ppl_g" + g) for q in pts], marker="o", label=f"g = {g}")
-        axes[0].set(xlabel="E² fine-tuning step", ylabel=f"passkey exact (of {ns})", title=f"passkey at {s['pk_length']} tokens",
+        for j, (k, pts) in enumerate(curves.items()):
+            for g in cg:
+                xs = [q["step"] for q in pts]
+                kw = dict(marker="o" if j == 0 else "s", ls="-" if j == 0 else "--", label=f"{_name(k)}, g = {g}")
+                axes[0].plot(xs, [q.get("passkey_g" + g) for q in pts], **kw)
+                axes[1].plot(xs, [q.get("ppl_g" + g) for q in pts], **kw)
+        axes[0].set(xlabel="fine-tuning step", ylabel=f"passkey exact (of {ns})", title=f"passkey at {s['pk_length']} tokens",
                     ylim=(-0.1, ns + 0.1), yticks=list(range(ns + 1)))
-        axes[1].set(xlabel="E² fine-tuning step", ylabel="perplexity", title="held-out stdlib file", yscale="log")
+        axes[1].set(xlabel="fine-tuning step", ylabel="perplexity", title="held-out stdlib file", yscale="log")
         for a in axes:
-            a.legend()
+            a.legend(fontsize=7)
             a.grid(alpha=0.3)
         fig.suptitle("SmolLM2-135M during E² LoRA fine-tuning (cf. paper Fig. 4)")
         fig.tight_layout()
@@ -626,26 +773,26 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
     width = 0.8 / len(names)
     for i, k in enumerate(names):
         m = models[k]
-        axes[0].bar([j + i * width for j in range(len(gs))], [m["ppl"][L2][g] for g in gs], width, label=_NAMES[k])
-        axes[1].bar([j + i * width for j in range(len(pk_gs))], [m["passkey"]["by_g"][g]["exact"] for g in pk_gs], width, label=_NAMES[k])
+        axes[0].bar([j + i * width for j in range(len(gs))], [m["ppl"][L2][g] for g in gs], width, label=_name(k))
+        axes[1].bar([j + i * width for j in range(len(pk_gs))], [m["passkey"]["by_g"][g]["exact"] for g in pk_gs], width, label=_name(k))
     axes[0].set_xticks([j + 0.4 - width / 2 for j in range(len(gs))], [f"g={g}" for g in gs])
     axes[1].set_xticks([j + 0.4 - width / 2 for j in range(len(pk_gs))], [f"g={g}" for g in pk_gs])
     axes[0].set(ylabel="perplexity", yscale="log", title=f"perplexity at {L2} tokens")
     axes[1].set(ylabel=f"exact (of {n_pk})", title=f"passkey at {s['pk_length']} tokens", ylim=(0, n_pk))
     for a in axes:
         a.legend(fontsize=7)
-    fig.suptitle("SmolLM2-135M: base vs PI vs E² (same LoRA budget)")
+    fig.suptitle("SmolLM2-135M: base vs PI vs E² (same LoRA budget; g applied by each model's family)")
     fig.tight_layout()
     save_fig(fig, fig_dir / "real_before_after.png")
     plt.close(fig)
     lines += ["![before/after](real_before_after.png)", ""]
     # beyond the window
-    rows = [(k, x) for k in ("base", "pi", "e2") for x in beyond.get(k, [])]
+    rows = [(k, x) for k in order for x in beyond.get(k, [])]
     if rows or beyond.get("_skipped"):
         lines += [f"**Past the native window** ({s['beyond_length']} tokens = {s['beyond_length'] / 8192:g} × L, g = {s['beyond_g']}; "
                   "greedy, one prefill + a few tokens):", "", "| model | key | answer | exact | seconds |", "|---|---|---|---|---:|"]
         for k, x in rows:
-            lines.append(f"| {_NAMES[k]} | {x['key']} | `{x['answer'].strip()!r}` | {'yes' if x['exact'] else 'no'} | {x['seconds']} |")
+            lines.append(f"| {_name(k)} | {x['key']} | `{x['answer'].strip()!r}` | {'yes' if x['exact'] else 'no'} | {x['seconds']} |")
         if s["beyond_length"] < 2 * 8192:
             lines.append(f"\n{s['beyond_length']} tokens rather than 16K (2 × L): at the measured speed a 16K sample did "
                          f"not fit this run's budget on the shared CPU.")
@@ -655,7 +802,7 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
     wall = {k: v for k in names if k != "base" and (v := models[k].get("train_wall_s_this_call")) is not None}
     if wall:
         lines.append("Wall times (s): " + ", ".join(
-            f"{_NAMES[k]} training {v} (steps {models[k].get('resumed_from', 0) + 1}–{models[k].get('steps')} in the last call)"
+            f"{_name(k)} training {v} (steps {models[k].get('resumed_from', 0) + 1}–{models[k].get('steps')} in the last call)"
             for k, v in wall.items())
                      + (f"; base evaluation {models['base'].get('wall_s')}" if "base" in models else "") + ".")
     return atomic_write(fig_dir / "REPORT_real.md", "\n".join(lines) + "\n")

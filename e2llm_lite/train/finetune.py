@@ -8,7 +8,15 @@ and notebook 03.
 3. train with the project's loop (:func:`e2llm_lite.train.loop.train`: E² draws of ``(g, t)``, warm-up,
    gradient accumulation to the global batch, clipping, atomic safetensors checkpoints and exact
    resume from ``out_dir/checkpoints``);
-4. export adapters and a merged model whose config carries ``rope_type="linear", factor=g``.
+4. export adapters and a merged model whose config carries ``rope_type="linear", factor=g`` (or the
+   ``rope_parameters`` of the run's scale family, below).
+
+**Scale family.** ``--family linear`` (default, the paper: positions ``m/g``, Eq. 4) applies every drawn
+``g`` by dividing the RoPE frequencies; ``ntk`` and ``yarn`` apply the same draws of ``(g, t)`` with
+those frequency rules (:mod:`e2llm_lite.scaling`, YaRN's original window = the model's ``L``). The
+family is stored in ``run.json`` and the merged export's config carries its ``rope_type``
+(:func:`e2llm_lite.hf.save_for_scale`). ``ntk`` / ``yarn`` need a base model with
+``rope_type="default"``. ``--scheme pi`` with any family trains at the one scale ``--fixed-scale``.
 
 Defaults are the paper's 7B setting: R = 4096, G_max = 20, 4 sinks, AdamW β = (0.9, 0.95), lr 1e-5,
 global batch 16; on a GPU bf16, gradient checkpointing and FlashAttention-2 (else SDPA).
@@ -34,8 +42,9 @@ import torch
 from e2llm_lite import data as data_mod
 from e2llm_lite.train import loading as modes
 from e2llm_lite.augment import SCHEMES, AugmentConfig
+from e2llm_lite.scaling import FAMILIES, check_family
 from e2llm_lite.train.distributed import plan_layout, shards_weights
-from e2llm_lite.train.loop import TrainConfig, train
+from e2llm_lite.train.loop import TrainConfig, _find_checkpoint, train
 from e2llm_lite.atomic_files import save_json
 from e2llm_lite.validation import check_int, local_path
 
@@ -49,6 +58,7 @@ class FinetuneConfig:
     model: str = "meta-llama/Llama-2-7b-hf"  # Hub id or local folder (safetensors weights)
     mode: str = "lora"  # full | lora | qlora
     scheme: str = "e2"  # augment.SCHEMES: e2, pi, none, e2-no-offset, e2-fixed-scale
+    family: str = "linear"  # scaling.FAMILIES: how each g moves the RoPE frequencies (linear = the paper)
     data: str = "stdlib"  # "stdlib", a local text file/folder, a .jsonl file or a `datasets` name (streamed)
     data_config: str | None = None  # `datasets` config name (e.g. "en")
     text_field: str = "text"  # column with the text in a `datasets` set
@@ -86,7 +96,10 @@ class FinetuneConfig:
         if self.mode not in modes.MODES:
             raise ValueError(f"unknown mode {self.mode!r}; valid modes: {', '.join(modes.MODES)}")
         if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown scheme {self.scheme!r}; valid: {', '.join(sorted(SCHEMES))}")
+            hint = (f"; {self.scheme!r} is a scale family: family={self.scheme!r} (--family {self.scheme})"
+                    if self.scheme in FAMILIES else "")
+            raise ValueError(f"unknown scheme {self.scheme!r}; valid: {', '.join(sorted(SCHEMES))}{hint}")
+        check_family(self.family)
         for name in ("seq_len", "global_batch", "micro_batch", "g_max"):
             v = getattr(self, name)
             object.__setattr__(self, name, check_int(name, v, 1))
@@ -235,6 +248,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if cfg.export_g is not None and shards_weights():
         raise ValueError(f"export_g={cfg.export_g} needs the whole model in one process, but the accelerate config shards "
                          f"the weights (FSDP / ZeRO-3); pass --export-g 0 and export from the merged checkpoint")
+    _check_resume_family(Path(cfg.out_dir) / "checkpoints", cfg.family)
     dev = cfg.device
     if dev is None and world > 1 and torch.cuda.is_available():
         dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # each process loads onto its own GPU
@@ -256,7 +270,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     batches = build_data(cfg, tok, rows=cfg.micro_batch * world)
     # 3) train (Algorithm 1)
     aug = AugmentConfig(base_window=L, train_len=cfg.seq_len, g_max=cfg.g_max, n_sink=cfg.n_sink,
-                        fixed_scale=cfg.fixed_scale)
+                        fixed_scale=cfg.fixed_scale, family=cfg.family)
     on_gpu = device.type == "cuda"
     opt_name = cfg.optimizer or ("paged_adamw8bit" if cfg.mode == "full" and on_gpu else "adamw")
     tcfg = TrainConfig(
@@ -276,9 +290,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
         return {"model": model, "tokenizer": tok, "result": result, "export": None, "summary": None}
     if cfg.export_g is not None:
         exported = modes.export(model, Path(cfg.out_dir) / "export", g=cfg.export_g, tokenizer=tok,
-                                base_model_path=cfg.model, cfg=mcfg)
+                                base_model_path=cfg.model, cfg=mcfg, family=cfg.family, base_window=L)
     summary = {
-        "model": cfg.model, "mode": cfg.mode, "scheme": cfg.scheme, "device": str(device), "base_window": L,
+        "model": cfg.model, "mode": cfg.mode, "scheme": cfg.scheme, "family": cfg.family,
+        "device": str(device), "base_window": L,
         "optimizer": opt_name, "attn_implementation": str(base.config._attn_implementation),
         "steps": result.step, "resumed_from": result.resumed_from, "final_loss": result.final_loss,
         "data_windows_used": result.step * layout.global_batch,  # batch index i -> same windows
@@ -294,6 +309,18 @@ def finetune(cfg: FinetuneConfig) -> dict:
             "export": exported, "summary": summary}
 
 
+def _check_resume_family(checkpoint_dir: Path, family: str) -> None:
+    """ValueError when ``checkpoint_dir`` holds a run trained with another scale family (resume would mix them)."""
+    found = _find_checkpoint(checkpoint_dir)
+    if found is None:
+        return
+    saved = torch.load(found / "state.pt", weights_only=True).get("config", {}).get("augment", {})
+    old = saved.get("family", "linear")  # checkpoints from before families existed trained linear
+    if old != family:
+        raise ValueError(f"{checkpoint_dir} holds a run trained with family={old!r}, but family={family!r} was asked; "
+                         f"pass --family {old} to resume it, or another --out-dir for a new run")
+
+
 # --- CLI -------------------------------------------------------------------------------------------------
 
 
@@ -302,6 +329,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=d.model, help="Hub id or local folder (safetensors)")
     p.add_argument("--mode", default=d.mode, help=f"one of {', '.join(modes.MODES)}")
     p.add_argument("--scheme", default=d.scheme, help=f"one of {', '.join(sorted(SCHEMES))}")
+    p.add_argument("--family", choices=list(FAMILIES), default=d.family,
+                   help="RoPE scale family that applies each drawn g: linear (the paper, positions m/g), ntk or "
+                        "yarn (need a base with rope_type='default'); recorded in run.json and the export's config")
     p.add_argument("--data", default=d.data, help="'stdlib', a local file/folder, or a datasets name (streamed)")
     p.add_argument("--data-config", default=None)
     p.add_argument("--text-field", default=d.text_field)
@@ -331,16 +361,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
     p.add_argument("--out-dir", default=d.out_dir)
     p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--export-g", type=int, default=d.export_g, help="g of the merged export (0 = no export)")
+    p.add_argument("--export-g", type=int, default=d.export_g,
+                   help="g of the merged export, scaled with --family (0 = no export)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
     cfg = FinetuneConfig(
-        model=args.model, mode=args.mode, scheme=args.scheme, data=args.data, data_config=args.data_config,
-        text_field=args.text_field, max_docs=args.max_docs, tokenizer=args.tokenizer, seq_len=args.seq_len,
-        g_max=args.g_max, n_sink=args.n_sink, fixed_scale=args.fixed_scale, steps=args.steps, lr=args.lr,
-        warmup_steps=args.warmup_steps, schedule=args.schedule, global_batch=args.global_batch,
+        model=args.model, mode=args.mode, scheme=args.scheme, family=args.family, data=args.data,
+        data_config=args.data_config, text_field=args.text_field, max_docs=args.max_docs, tokenizer=args.tokenizer,
+        seq_len=args.seq_len, g_max=args.g_max, n_sink=args.n_sink, fixed_scale=args.fixed_scale, steps=args.steps,
+        lr=args.lr, warmup_steps=args.warmup_steps, schedule=args.schedule, global_batch=args.global_batch,
         micro_batch=args.micro_batch, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
         optimizer=args.optimizer, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
         train_embed_norm=args.train_embed_norm, dtype=args.dtype, attn_implementation=args.attn_implementation,
@@ -351,9 +382,10 @@ def run(args) -> int:
     s = out["summary"]
     if s is None:  # not the main process of a multi-process launch
         return 0
-    print(f"{s['mode']} / {s['scheme']} on {s['device']}: {s['steps']} steps (resumed from {s['resumed_from']}), "
-          f"final loss {s['final_loss']:.4f}, {s['trainable']:,} of {s['total']:,} parameters trained")
+    print(f"{s['mode']} / {s['scheme']} ({s['family']}) on {s['device']}: {s['steps']} steps (resumed from "
+          f"{s['resumed_from']}), final loss {s['final_loss']:.4f}, {s['trainable']:,} of {s['total']:,} parameters trained")
     if s["export"]:
-        print(f"exported: adapter={s['export'].get('adapter')} merged={s['export']['merged']} (g={s['export']['g']})")
+        e = s["export"]
+        print(f"exported: adapter={e.get('adapter')} merged={e['merged']} (g={e['g']}, family {e['family']})")
     print(f"run record: {os.path.join(cfg.out_dir, 'run.json')}")
     return 0

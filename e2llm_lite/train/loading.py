@@ -324,11 +324,14 @@ def export(
     tokenizer=None,
     base_model_path: str | os.PathLike | None = None,
     cfg: ModeConfig | None = None,
+    family: str = "linear",
+    base_window: int | None = None,
 ) -> dict:
     """Write ``out_dir/adapter`` (LoRA/QLoRA) and ``out_dir/merged-g{g}`` (serves ``g·L`` tokens).
 
-    The merged folder has safetensors weights and ``rope_type="linear", factor=g``
-    (:func:`e2llm_lite.hf.save_for_scale`). LoRA merges in place: afterwards use the returned
+    The merged folder has safetensors weights and the ``rope_parameters`` of scale ``family`` at
+    factor ``g`` (linear: ``rope_type="linear", factor=g``; ntk / yarn with
+    ``original_max_position_embeddings = base_window``; :func:`e2llm_lite.hf.save_for_scale`). LoRA merges in place: afterwards use the returned
     ``"model"``, a plain ``transformers`` model. QLoRA merges into the 16-bit base re-loaded from
     ``base_model_path`` (merging into 4-bit weights would round the update away).
     Returns ``{"adapter": path | None, "merged": path, "model": merged model, "g": g}``.
@@ -351,8 +354,8 @@ def export(
     else:
         merged = model
     merged_dir = out / f"merged-g{g}"
-    hf.save_for_scale(merged, merged_dir, g)
+    hf.save_for_scale(merged, merged_dir, g, family=family, base_window=base_window)
     _save_tokenizer(tokenizer, merged_dir)
     for p in merged.parameters():
         p.requires_grad_(False)
-    return {"adapter": adapter, "merged": str(merged_dir), "model": merged.eval(), "g": g}
+    return {"adapter": adapter, "merged": str(merged_dir), "model": merged.eval(), "g": g, "family": family}

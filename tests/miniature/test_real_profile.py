@@ -47,7 +47,8 @@ def test_pipeline_writes_results_figures_report_and_resumes(tiny_folder, tmp_pat
     res = run.run_all()
     path = tmp_path / "out" / "results" / "real" / "real_profile.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(res))
-    assert set(res["models"]) == {"base", "e2", "pi"}
+    assert set(res["models"]) == {"base", "base-yarn", "e2", "pi", "e2-yarn"}
+    assert res["models"]["e2-yarn"]["family"] == "yarn" and res["models"]["e2"]["family"] == "linear"
     for m in res["models"].values():
         assert set(m["ppl"]) == {"128", "256"} and set(m["ppl"]["256"]) == {"1", "4"}
         assert all(v > 1 for row in m["ppl"].values() for v in row.values())
@@ -55,7 +56,15 @@ def test_pipeline_writes_results_figures_report_and_resumes(tiny_folder, tmp_pat
     e2 = res["models"]["e2"]
     assert e2["steps"] == 2 and [c["step"] for c in e2["curve"]] == [1, 2] and "passkey_g4" in e2["curve"][0]
     assert res["models"]["pi"]["curve"] == []
-    assert {x["length"] for w in ("base", "e2", "pi") for x in res["beyond"][w]} == {512}
+    assert {x["length"] for w in ("base", "e2", "pi", "e2-yarn") for x in res["beyond"][w]} == {512}
+    assert {x["family"] for x in res["beyond"]["e2-yarn"]} == {"yarn"}
+    # past the window: every model at long_ppl_g, the base also at g = 1; zero-shot yarn is not linear at g > 1
+    long = res["long"]
+    assert set(long["base"]["ppl"]) == {"1", "2"} and all(set(long[k]["ppl"]) == {"2"} for k in ("e2", "pi", "e2-yarn"))
+    assert long["base-yarn"]["ppl"]["2"] != long["base"]["ppl"]["2"]
+    # the zero-shot yarn base equals the base at g = 1 (no scaling) and differs at g = 4
+    by, b0 = res["models"]["base-yarn"]["ppl"]["256"], res["models"]["base"]["ppl"]["256"]
+    assert by["1"] == b0["1"] and by["4"] != b0["4"]
     report = (tmp_path / "out" / "figures" / "REPORT_real.md").read_text()
     b = res["models"]["base"]["ppl"]["256"]
     assert "| base (zero-shot g) | " in report and f"{b['4']:.2f}" in report  # numbers come from the results
@@ -96,6 +105,26 @@ def test_bad_arguments():
         rp._deadline("25:99")
     with pytest.raises(ValueError, match="scheme must be 'e2' or 'pi'"):
         rp.finetune(None, None, rp.SCHEDULES["smoke"], "none")
+    with pytest.raises(ValueError, match="family must be 'linear' for scheme 'pi'"):
+        rp.finetune(None, None, rp.SCHEDULES["smoke"], "pi", family="yarn")
+    with pytest.raises(ValueError, match="banana"):
+        rp.RealSchedule(families=("banana",))
+
+
+def test_yarn_tables_equal_a_direct_rope_scale(tiny_folder):
+    """ppl_table / passkey_table with family='yarn' are the evaluators run inside rope_scale(model, g, 'yarn')."""
+    from e2llm_lite import hf
+    from e2llm_lite.eval import perplexity as P
+    from e2llm_lite.pretrained import load_pretrained
+
+    model, tok = load_pretrained(str(tiny_folder))
+    docs = rp.eval_docs(tok, 256, 1)[0]
+    t = rp.ppl_table(model, docs, (1, 4), (256,), family="yarn")["256"]
+    with hf.rope_scale(model, 4.0, family="yarn"):
+        want = P.perplexity(model, docs, window=256, g=1.0).ppl
+    assert t["4"] == round(want, 3)
+    assert t["1"] == rp.ppl_table(model, docs, (1,), (256,))["256"]["1"]  # g = 1: no family applies
+    assert t["4"] != rp.ppl_table(model, docs, (4,), (256,))["256"]["4"]
 
 
 def test_report_prose_follows_the_numbers(tmp_path):
@@ -110,6 +139,14 @@ def test_report_prose_follows_the_numbers(tmp_path):
     assert "**E² lowers the damage at every g > 1.**" in text and "g = 8: 100.00 → 20.00" in text
     assert "+20 % relative to the base" in text
     assert "lower perplexity at 1 of 2 scales (g = 8)" in text
+    # E² over YaRN beside E² (linear): the short-context ratio and its verdict come from the numbers
+    res["models"]["e2-yarn"] = model(5.1, 15.0, 4, steps=7, family="yarn")
+    res["models"]["base-yarn"] = model(5.0, 9.0, 2, family="yarn")
+    text = open(rp.write_report(res, tmp_path)).read()
+    assert "1.200 (linear) vs 1.020 (E²-YaRN) — E²-YaRN closes the gap" in text
+    assert "| E²-YaRN | 5.10 | 15.00 | 5/5 | 4/5 |" in text and "| base + YaRN (zero-shot g) |" in text
+    res["models"]["e2-yarn"] = model(5.5, 15.0, 4, steps=7, family="yarn")
+    assert "1.100 (E²-YaRN) — E²-YaRN narrows the gap" in open(rp.write_report(res, tmp_path)).read()
     res["models"]["e2"] = model(6.0, 150.0, 0, steps=7)
     text = open(rp.write_report(res, tmp_path)).read()
     assert "**E² does not lower it.**" in text
