@@ -652,14 +652,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="real profiles: UTC HH:MM; beyond-window samples that would end later are skipped")
     p.add_argument("--ship-adapter", action="store_true",
                    help="real profile: copy the trained E² adapter into the package assets")
-    p.add_argument("--only", choices=("all", "families"), default="all",
+    p.add_argument("--only", choices=("all", "families", "retrieval"), default="all",
                    help="families: only the fine-tunes and evaluations of table3_families (none, pi, e2, "
-                        "e2-<family>), not the other tables and figures")
+                        "e2-<family>), not the other tables and figures; retrieval: a second base trained for "
+                        "passkey retrieval, fine-tuned with PI / E²-linear / E²-yarn, Fig. 6 on it "
+                        "(miniature/retrieval_base.py; figures/REPORT_retrieval.md)")
 
 
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if getattr(args, "only", "all") == "retrieval":  # its own base and profile (quick / full)
+        from e2llm_lite.miniature import retrieval_base
+
+        return retrieval_base.run(args)
     if args.profile in REAL_PROFILES:  # a real pretrained model: before -> E² / PI -> after
         from e2llm_lite.miniature import real_profile
 
