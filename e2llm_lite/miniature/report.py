@@ -447,8 +447,9 @@ def discussion(out: dict, L: int, profile: dict | None = None) -> str:
     if max(acc.get("base", [0])[:1] + [0]) < 0.5:
         text += ("The base cannot retrieve even inside its window, so there is nothing for E² to carry to longer "
                  "windows. Teaching it first did not work on this budget either (the passkey probe in \"Levers tried\": "
-                 "0 % exact at L after 600 steps with half of every batch passkey rows). Claim (e) is out of reach at "
-                 "this scale.")
+                 "0 % exact at L after 600 steps with half of every batch passkey rows). Claim (e) is out of reach on "
+                 "this base; a second base trained for retrieval measures it: `e2llm-lite reproduce --only retrieval` "
+                 "(`figures/REPORT_retrieval.md`).")
     paras.append(text)
     return "\n\n".join(paras)
 

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -56,7 +55,12 @@ from e2llm_lite.train.loop import TrainConfig, train
 from e2llm_lite.validation import check_int
 
 __all__ = ["RetrievalProfile", "RETRIEVAL_PROFILES", "METHODS", "RetrievalRun", "evaluate_grid", "curve_point",
-           "write_report", "plot_fig6", "plot_steps", "run"]
+           "write_report", "plot_fig6", "plot_steps", "SHIPPED", "ship_results", "shipped_results", "run"]
+
+#: the full study's compact results inside the package (notebook 05 reads them after a plain pip install)
+SHIPPED = Path(__file__).resolve().parent / "assets" / "retrieval" / "retrieval.json"
+#: keys of results/retrieval/retrieval.json that ship (the fine-tuning histories stay in results/)
+_SHIP_KEYS = ("profile", "L", "grids", "by_length", "far_mean", "beyond_lengths", "curves", "verdicts", "base")
 
 #: Fig. 6 panels: method -> (model: "base" or a fine-tuning run, RoPE family used at evaluation,
 #: fixed g or None for g = length / L). PI serves its one trained scale, as the paper's PI models do.
@@ -415,14 +419,12 @@ class RetrievalRun:
         cfg = TrainConfig(steps=p.ft_steps, lr=p.ft_lr, warmup_steps=p.ft_warmup, batch_size=batch, seed=p.seed,
                           scheme=scheme, augment=aug, checkpoint_dir=str(self.work / "ckpt" / run),
                           checkpoint_every=p.checkpoint_every, log_every=10)
-        on_step = None
-        if scheme == "e2":
-            samples = curve_samples(self.tok, self.filler, L, p.curve_mults, p.curve_n, p.seed)
+        samples = curve_samples(self.tok, self.filler, L, p.curve_mults, p.curve_n, p.seed) if scheme == "e2" else None
 
-            def on_step(step, m, rec):
-                if step % p.curve_every and step != p.ft_steps:
-                    return None
-                return curve_point(m, samples, L, family)
+        def on_step(step, m, rec):  # E² runs: exact match every curve_every steps (and at the end)
+            if samples is None or (step % p.curve_every and step != p.ft_steps):
+                return None
+            return curve_point(m, samples, L, family)
         model = self._fresh_base()
         res = train(model, data, cfg, progress=self.progress, on_step=on_step,
                     extra_loss=data.answer_loss(p.passkey_weight))
@@ -486,10 +488,25 @@ class RetrievalRun:
         res.update(python=sys.version.split()[0], torch=torch.__version__, platform=platform.platform(),
                    threads=torch.get_num_threads(), wall_s_this_call=round(time.perf_counter() - t0, 1))
         self._save("retrieval", res)
+        if self.p.name == "full":
+            ship_results(res)
         plot_fig6(res, self.figures / "retrieval_fig6.png")
         plot_steps(res, self.figures / "retrieval_steps.png")
         write_report(res, self.figures / "REPORT_retrieval.md")
         return res
+
+
+def ship_results(res: dict, path: str | os.PathLike = SHIPPED) -> Path:
+    """Write the compact results (grids, curves, verdicts; no histories) as package data."""
+    path = Path(path)
+    save_json({k: res[k] for k in _SHIP_KEYS if k in res}, path)
+    return path
+
+
+def shipped_results() -> dict:
+    """The full study's results as shipped inside the package: ``grids`` (Fig. 6 per method), ``by_length``,
+    ``curves`` (exact match vs E² steps), ``verdicts``, ``profile``, ``L``. Needs no training."""
+    return json.loads(SHIPPED.read_text(encoding="utf-8"))
 
 
 # --- summary, verdicts, figures, report ------------------------------------------------------------------------
@@ -708,7 +725,7 @@ def write_report(res: dict, path) -> str:
         "",
         "## Verdicts",
         "",
-        f"| question | answer | evidence |",
+        "| question | answer | evidence |",
         "|---|---|---|",
         f"| does the base retrieve inside its window (the precondition)? | {_yes(v['base_learned'])} | {v['base_learned']['text']} |",
         f"| does E²-linear's retrieval decay with more E² steps? | {_yes(v['linear_decays'])} | {v['linear_decays']['text']} |",

@@ -5,7 +5,6 @@ import json
 from dataclasses import replace
 
 import pytest
-import torch
 
 from e2llm_lite import cli
 from e2llm_lite.miniature import retrieval_base as rb
@@ -163,3 +162,18 @@ def test_verdicts_and_report_follow_the_numbers(study, tmp_path):
         rule = f"g = {QUICK.pi_scale} at every length" if m == "PI" else f"g = length / {QUICK.L}"
         assert f"| {m} | {res['grids'][m]['family']}, {rule} | " + " | ".join(
             f"{100 * x:.0f} %" for x in vals) + " |" in report
+
+
+def test_shipped_results_are_the_full_study(tmp_path):
+    """The package carries the full study's grids, curves and verdicts (notebook 05 reads them)."""
+    res = rb.shipped_results()
+    assert set(res["grids"]) == set(rb.METHODS) and res["profile"]["name"] == "full"
+    assert res["grids"]["PI"]["g"] == [float(res["profile"]["pi_scale"])] * len(res["grids"]["PI"]["lengths"])
+    for m, g in res["grids"].items():
+        assert all(0 <= a <= 1 for row in g["accuracy"] for a in row)
+        assert res["by_length"][m] == pytest.approx([sum(r[i] for r in g["accuracy"]) / len(g["accuracy"])
+                                                      for i in range(len(g["lengths"]))])
+    assert {"points", "final"} <= set(res["curves"]["e2-yarn"]) and "base_learned" in res["verdicts"]
+    # ship_results keeps only the compact keys
+    out = rb.ship_results({**res, "finetune": {"huge": 1}}, tmp_path / "r.json")
+    assert "finetune" not in json.loads(out.read_text())
