@@ -258,8 +258,9 @@ def passkey_batch(
 
 def _cache_kwarg(model) -> str:
     """transformers >= 5.2x names the KV cache argument ``cache``; earlier versions ``past_key_values``."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: (*args, **kwargs)
     try:
-        params = inspect.signature(model.forward).parameters
+        params = inspect.signature(target.forward).parameters
     except (TypeError, ValueError):  # pragma: no cover
         return "past_key_values"
     return "cache" if "cache" in params else "past_key_values"

@@ -60,6 +60,8 @@ __all__ = [
     "RealSchedule",
     "SCHEDULES",
     "ADAPTER_DIR",
+    "SHIPPED_ADAPTERS",
+    "shipped_results",
     "RealRun",
     "lora_config",
     "train_data",
@@ -75,6 +77,11 @@ __all__ = [
 
 #: the trained E² LoRA adapter shipped with the package (``load_shipped``)
 ADAPTER_DIR = Path(__file__).resolve().parent / "assets" / "smollm2_e2_lora"
+#: the real profile's results as shipped (``shipped_results``; written with ``--ship-adapter``)
+SHIPPED_RESULTS = ADAPTER_DIR.parent / "real_profile.json"
+#: the shipped adapters by run name: (folder, scale family that applies g at inference)
+SHIPPED_ADAPTERS = {"e2": (ADAPTER_DIR, "linear"),
+                    "e2-yarn": (Path(__file__).resolve().parent / "assets" / "smollm2_e2_yarn_lora", "yarn")}
 
 
 @dataclass
@@ -315,47 +322,89 @@ def beyond_window(model, tokenizer, length: int, g: int, n: int, seed: int = 0, 
 # --- the shipped adapter, the live demo, notebook helpers -----------------------------------------------
 
 
-def load_shipped(model_name: str = "smollm2-135m", adapter: str | os.PathLike | None = None):
-    """``(peft_model, tokenizer)``: the base with the shipped E² LoRA adapter (``model.disable_adapter()`` = base)."""
+def shipped_results() -> dict:
+    """The real profile's results as shipped inside the package (the JSON of ``results/real/``, minus loss curves)."""
+    return json.loads(SHIPPED_RESULTS.read_text(encoding="utf-8"))
+
+
+def ship_results(res: dict, path: str | os.PathLike = SHIPPED_RESULTS) -> Path:
+    """Write ``res`` without the per-step loss curves as package data (notebooks read it after a pip install)."""
+    slim = json.loads(json.dumps(res))
+    for m in slim.get("models", {}).values():
+        m.pop("loss_curve", None)
+    path = Path(path)
+    save_json(slim, path)
+    return path
+
+
+def load_shipped(model_name: str = "smollm2-135m", adapter: str | os.PathLike | None = None,
+                 runs: tuple[str, ...] = ("e2",)):
+    """``(peft_model, tokenizer)``: the base with the shipped LoRA adapters of ``runs`` (names of
+    :data:`SHIPPED_ADAPTERS`, each loaded under its own name; ``model.set_adapter(name)`` picks one,
+    ``model.disable_adapter()`` gives the base). ``adapter`` (a folder) replaces the first run's."""
     from e2llm_lite.pretrained import load_pretrained
 
-    path = Path(adapter) if adapter is not None else ADAPTER_DIR
-    if not (path / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"no LoRA adapter in {path} (adapter_config.json missing)")
+    runs = tuple(runs)
+    if not runs or any(r not in SHIPPED_ADAPTERS for r in runs):
+        raise ValueError(f"runs must be names of shipped adapters ({', '.join(SHIPPED_ADAPTERS)}), got {runs!r}")
+    paths = [Path(adapter) if (adapter is not None and i == 0) else SHIPPED_ADAPTERS[r][0] for i, r in enumerate(runs)]
+    for path in paths:
+        if not (path / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"no LoRA adapter in {path} (adapter_config.json missing)")
     base, tok = load_pretrained(model_name)
-    model = loading.load_adapter(base, path)
+    model = loading.load_adapter(base, paths[0], adapter_name=runs[0])
+    for r, path in zip(runs[1:], paths[1:]):
+        model.load_adapter(str(path), adapter_name=r)
+    model.set_adapter(runs[0])
     model.eval()
     return model, tok
 
 
 def live_demo(model=None, tokenizer=None, gs=(1, 4, 8), passkey_g: int = 8, n_passkey: int = 3,
-              passkey_length: int = 2048, ppl_length: int = 1024, seed: int = 0, progress: bool = True) -> dict:
-    """Base vs E² on the real model, live: PPL at each ``g`` and passkey exact match at ``passkey_g``.
+              passkey_length: int = 2048, ppl_length: int = 1024, seed: int = 0, progress: bool = True,
+              runs: tuple[str, ...] = ("e2",)) -> dict:
+    """Base vs the shipped adapters of ``runs`` on the real model, live: PPL at each ``g`` and passkey exact
+    match at ``passkey_g``, each run with its own scale family (:data:`SHIPPED_ADAPTERS`).
 
-    ``model`` defaults to :func:`load_shipped`; the base is the same model with the adapter disabled.
-    ``gs=()`` skips perplexity, ``n_passkey=0`` skips passkey. Returns ``{"ppl": {"base": {g: ppl},
-    "e2": {...}}, "passkey": {"base": [answers], "e2": [...]}, "exact": {...}, "keys": [...],
-    "seconds": ...}`` and prints a small table.
+    ``model`` defaults to :func:`load_shipped` ``(runs=runs)``; a model passed in must carry those adapters
+    by name (one adapter only: any name). The base is the same model with adapters disabled. ``gs=()``
+    skips perplexity, ``n_passkey=0`` skips passkey. Returns ``{"ppl": {"base": {g: ppl}, run: {...}},
+    "passkey": {who: [answers]}, "exact": {who: n}, "keys": [...], "seconds": ...}`` and prints a table.
     """
     n_passkey = check_int("n_passkey", n_passkey, 0)
-    gs = tuple(int(g) for g in gs)
+    gs, runs = tuple(int(g) for g in gs), tuple(runs)
     if not gs and not n_passkey:
         raise ValueError("nothing to show: pass some scales gs=(1, 4, 8) and/or n_passkey >= 1")
+    if any(r not in SHIPPED_ADAPTERS for r in runs):
+        raise ValueError(f"runs must be names of shipped adapters ({', '.join(SHIPPED_ADAPTERS)}), got {runs!r}")
     t0 = time.perf_counter()
     if model is None:
-        model, tokenizer = load_shipped()
+        model, tokenizer = load_shipped(runs=runs)
+    named = set(getattr(model, "peft_config", {}))
     doc = eval_docs(tokenizer, ppl_length, 1)[0][0] if gs else None
     depths = [i / max(1, n_passkey - 1) for i in range(n_passkey)] if n_passkey > 1 else [0.5] * n_passkey
     samples = _samples(tokenizer, passkey_length, depths, 1, seed) if n_passkey else []
     res = {"ppl": {}, "passkey": {}, "exact": {}, "keys": [s.key for s in samples], "ppl_length": ppl_length,
-           "passkey_length": passkey_length, "passkey_g": passkey_g}
-    for who in ("base", "e2"):
-        ctx = model.disable_adapter() if who == "base" else contextlib.nullcontext()
+           "passkey_length": passkey_length, "passkey_g": passkey_g, "runs": list(runs)}
+    for who in ("base",) + runs:
+        fam = "linear" if who == "base" else SHIPPED_ADAPTERS[who][1]
+        if who == "base":
+            ctx = model.disable_adapter()
+        else:
+            if who in named:
+                model.set_adapter(who)
+            elif len(runs) > 1:
+                raise ValueError(f"the model carries adapters {sorted(named)}, not {who!r}")
+            ctx = contextlib.nullcontext()
         with ctx:
-            res["ppl"][who] = {str(g): round(P.perplexity(model, [doc], window=ppl_length, g=float(g)).ppl, 2) for g in gs}
+            row = {}
+            for g in gs:
+                with _scaled(model, g, fam):
+                    row[str(g)] = round(P.perplexity(model, [doc], window=ppl_length, g=1.0).ppl, 2)
+            res["ppl"][who] = row
             answers = []
             for s in samples:
-                with _scaled(model, passkey_g):
+                with _scaled(model, passkey_g, fam):
                     toks, _ = _greedy(model, s.input_ids, s.answer_ids.numel())
                 answers.append(tokenizer.decode(toks).strip())
             res["passkey"][who] = answers
@@ -367,13 +416,14 @@ def live_demo(model=None, tokenizer=None, gs=(1, 4, 8), passkey_g: int = 8, n_pa
             parts.append(f"perplexity of one held-out stdlib file ({ppl_length} tokens)")
         if samples:
             parts.append(f"passkey at {passkey_length} tokens, g = {passkey_g}")
-        print(" and ".join(parts))
-        print(f"{'':6}" + "".join(f"{'PPL g=' + str(g):>11}" for g in gs) + (f"{'passkey':>10}" if samples else ""))
-        for who in ("base", "e2"):
-            print(f"{who:6}" + "".join(f"{res['ppl'][who][str(g)]:>11.2f}" for g in gs)
+        print(" and ".join(parts) + " (E²-YaRN: g applied by YaRN)" * ("e2-yarn" in runs))
+        label = {"base": "base", "e2": "E²", "e2-yarn": "E²-YaRN"}
+        print(f"{'':9}" + "".join(f"{'PPL g=' + str(g):>11}" for g in gs) + (f"{'passkey':>10}" if samples else ""))
+        for who in ("base",) + runs:
+            print(f"{label.get(who, who):9}" + "".join(f"{res['ppl'][who][str(g)]:>11.2f}" for g in gs)
                   + (f"{res['exact'][who]:>6}/{len(samples)}" if samples else ""))
         if samples:
-            print(f"keys {res['keys']}; base answered {res['passkey']['base']}, E² answered {res['passkey']['e2']}")
+            print(f"keys {res['keys']}; " + "; ".join(f"{label.get(w, w)} answered {res['passkey'][w]}" for w in ("base",) + runs))
     return res
 
 
@@ -456,6 +506,7 @@ class RealRun:
         docs, paths = eval_docs(tok, max(s.ppl_lengths + (s.pk_length,)), s.ppl_docs)
         curve_doc = docs[0]
         self.meta = {"eval_files": paths, "curve_samples": s.curve_samples}
+        self._save("meta.json", self.meta)
         # 1) the untouched base, with linear g (PI's zero-shot squeeze) and with each family (training-free peers)
         if "base" in phases and self._load("base.json") is None:
             self.log("[real] phase base")
@@ -503,8 +554,8 @@ class RealRun:
                        for h in hist if any(k.startswith("passkey_") for k in h)],
                 loss_curve=[[h["step"], round(h["loss"], 4)] for h in hist],
             )
-            if name == "e2" and self.ship:
-                _ship_adapter(adapter, ADAPTER_DIR, s)
+            if name in SHIPPED_ADAPTERS and self.ship:
+                _ship_adapter(adapter, SHIPPED_ADAPTERS[name][0], s, name)
             self._save(f"{name}.json", ev)
             self.write()
             del model
@@ -570,16 +621,18 @@ class RealRun:
             "long": self._load("long.json") or {},
             "beyond": self._load("beyond.json") or {},
         }
-        res.update(getattr(self, "meta", {}))
+        res.update(getattr(self, "meta", None) or self._load("meta.json") or {})
         note = self.work / "note.txt"  # why this budget (written by whoever scheduled the run)
         if note.is_file():
             res["note"] = note.read_text().strip()
         save_json(res, self.results_dir / "real_profile.json")
+        if self.ship:
+            ship_results(res)
         write_report(res, self.fig_dir)
         return res
 
 
-def _ship_adapter(src: Path, dst: Path, s: RealSchedule) -> None:
+def _ship_adapter(src: Path, dst: Path, s: RealSchedule, run: str = "e2") -> None:
     """Copy the adapter as float16 safetensors + config into the package (written atomically)."""
     from safetensors.torch import load_file, save_file
 
@@ -591,7 +644,8 @@ def _ship_adapter(src: Path, dst: Path, s: RealSchedule) -> None:
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, dst / "adapter_model.safetensors")
     atomic_write(dst / "adapter_config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    save_json({"schedule": asdict(s), "note": "E² LoRA of SmolLM2-135M-Instruct; see figures/REPORT_real.md"},
+    save_json({"schedule": asdict(s), "run": run, "family": s.runs[run][1],
+               "note": f"{run} LoRA of SmolLM2-135M-Instruct; see figures/REPORT_real.md"},
               dst / "training.json")
 
 
@@ -637,8 +691,9 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
     n_pk = m0["passkey"]["by_g"][pk_gs[0]]["n"]
     mach = res["machine"]
     lines += [
-        f"SmolLM2-135M-Instruct (window L = 8192) on a {mach['cpu_count']}-core CPU shared with other jobs, "
-        f"{mach['torch_threads']} torch thread(s). Fine-tunes: LoRA r = {s['lora_r']} on q/k/v/o, R = {s['train_len']}, "
+        f"SmolLM2-135M-Instruct (window L = 8192) on a {mach['cpu_count']}-core CPU shared with other jobs "
+        f"(the call that wrote this report used {mach['torch_threads']} torch thread(s); the budget note below says what "
+        f"the fine-tunes used). Fine-tunes: LoRA r = {s['lora_r']} on q/k/v/o, R = {s['train_len']}, "
         f"batch = one stdlib text row + one passkey row, {s['steps']} steps, lr {s['lr']:g}; E² draws g from 1..{s['g_max']} "
         f"with offsets and {s['n_sink']} sinks, PI uses g = {s['pi_g']}. Perplexity: {s['ppl_docs']} held-out stdlib "
         f"file(s), one window per length. Passkey: LongLoRA's prompt, greedy, exact match, {n_pk} prompts "
@@ -701,7 +756,9 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
         closes = "closes" if c_f <= 1.03 else "narrows" if c_f < c_lin else "does not narrow"
         lines.append(
             f"**{lab} vs E² (linear), same draws and budget.** Short-context cost (PPL at g = {g1} ÷ base at g = {g1}): "
-            f"{c_lin:.3f} (linear) vs {c_f:.3f} ({lab}) — {lab} {closes} the gap to the paper's 1.02. "
+            f"{c_lin:.3f} (linear) vs {c_f:.3f} ({lab}) — {lab} {closes} the gap to the paper's 1.02"
+            + (" (below 1: the fine-tune also adapts the model to the domain of the held-out files, the standard "
+               "library, which the base was not trained on alone). " if c_f < 1 else ". ")
             + ("PPL at g > 1: " + "; ".join(f"g = {g}: {_fmt(e['ppl'][L2][g], 2)} vs {_fmt(f['ppl'][L2][g], 2)}"
                                              for g in gs[1:]) + f" (best {_fmt(long_lin, 2)} vs {_fmt(long_f, 2)}). "
                if long_lin is not None else "")
@@ -749,7 +806,7 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
                 lines.append(f"| {_name(k)} | {pnt['step']} | " + " | ".join(
                     f"{pnt.get('passkey_g' + g, '–')} | {_fmt(pnt.get('ppl_g' + g), 2)}" for g in cg) + " |")
         lines.append("")
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for j, (k, pts) in enumerate(curves.items()):
             for g in cg:
                 xs = [q["step"] for q in pts]
@@ -760,16 +817,17 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
                     ylim=(-0.1, ns + 0.1), yticks=list(range(ns + 1)))
         axes[1].set(xlabel="fine-tuning step", ylabel="perplexity", title="held-out stdlib file", yscale="log")
         for a in axes:
-            a.legend(fontsize=7)
             a.grid(alpha=0.3)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
         fig.suptitle("SmolLM2-135M during E² LoRA fine-tuning (cf. paper Fig. 4)")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
         save_fig(fig, fig_dir / "real_curve.png")
         plt.close(fig)
         lines.append("![curve](real_curve.png)")
         lines.append("")
     # before/after bars
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     width = 0.8 / len(names)
     for i, k in enumerate(names):
         m = models[k]
@@ -779,10 +837,10 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
     axes[1].set_xticks([j + 0.4 - width / 2 for j in range(len(pk_gs))], [f"g={g}" for g in pk_gs])
     axes[0].set(ylabel="perplexity", yscale="log", title=f"perplexity at {L2} tokens")
     axes[1].set(ylabel=f"exact (of {n_pk})", title=f"passkey at {s['pk_length']} tokens", ylim=(0, n_pk))
-    for a in axes:
-        a.legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle("SmolLM2-135M: base vs PI vs E² (same LoRA budget; g applied by each model's family)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     save_fig(fig, fig_dir / "real_before_after.png")
     plt.close(fig)
     lines += ["![before/after](real_before_after.png)", ""]

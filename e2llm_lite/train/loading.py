@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -299,13 +300,16 @@ def save_adapter(model, path: str | os.PathLike, tokenizer=None) -> str:
     return str(path)
 
 
-def load_adapter(base_model, path: str | os.PathLike):
-    """Re-attach adapters saved by :func:`save_adapter` (and extra embedding/norm weights) to ``base_model``."""
+def load_adapter(base_model, path: str | os.PathLike, adapter_name: str = "default"):
+    """Re-attach adapters saved by :func:`save_adapter` (and extra embedding/norm weights) to ``base_model``
+    under ``adapter_name`` (peft's name; more adapters can join with ``model.load_adapter(path, name)``)."""
     import peft
     from safetensors.torch import load_file
 
     path = Path(path)
-    model = peft.PeftModel.from_pretrained(base_model, str(path))
+    with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question; the notice is not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = peft.PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name)
     if (path / EXTRA_TRAINABLE).is_file():
         extra = load_file(str(path / EXTRA_TRAINABLE))
         params = dict(model.named_parameters())

@@ -175,19 +175,37 @@ def test_few_real_finetune_steps_train_only_the_adapter(real_model):
 
 
 @pytest.mark.real
-def test_live_demo_with_the_shipped_adapter(real_model):
-    """The shipped E² adapter loads onto the real model; the demo's base numbers are the base model's."""
+def test_live_demo_with_the_shipped_adapters(real_model):
+    """Both shipped adapters load onto the real model by name; each run is evaluated with its own family and the
+    demo's base numbers are the base model's."""
     import copy
 
+    from e2llm_lite import hf
     from e2llm_lite.eval import perplexity as P
     from e2llm_lite.train import loading
 
-    assert (rp.ADAPTER_DIR / "adapter_model.safetensors").is_file()
     _, model, tok, _ = real_model
-    m = loading.load_adapter(copy.deepcopy(model), rp.ADAPTER_DIR)
-    res = rp.live_demo(m, tok, gs=(1, 8), n_passkey=1, passkey_length=300, ppl_length=256, progress=False)
+    m = loading.load_adapter(copy.deepcopy(model), rp.SHIPPED_ADAPTERS["e2"][0], adapter_name="e2")
+    m.load_adapter(str(rp.SHIPPED_ADAPTERS["e2-yarn"][0]), adapter_name="e2-yarn")
+    res = rp.live_demo(m, tok, gs=(1, 8), n_passkey=1, passkey_length=300, ppl_length=256, progress=False,
+                       runs=("e2", "e2-yarn"))
     doc = rp.eval_docs(tok, 256, 1)[0][0]
-    want = P.perplexity(model, [doc], window=256, g=8.0).ppl
-    assert res["ppl"]["base"]["8"] == pytest.approx(want, rel=1e-4)
-    assert res["ppl"]["e2"]["8"] != res["ppl"]["base"]["8"]
-    assert len(res["passkey"]["e2"]) == 1 and res["exact"]["base"] in (0, 1)
+    assert res["ppl"]["base"]["8"] == pytest.approx(P.perplexity(model, [doc], window=256, g=8.0).ppl, rel=1e-4)
+    m.set_adapter("e2-yarn")
+    with hf.rope_scale(m, 8.0, family="yarn"):
+        want = P.perplexity(m, [doc], window=256, g=1.0).ppl
+    assert res["ppl"]["e2-yarn"]["8"] == pytest.approx(want, rel=1e-4)
+    assert len({res["ppl"][w]["8"] for w in ("base", "e2", "e2-yarn")}) == 3
+    assert set(res["passkey"]) == {"base", "e2", "e2-yarn"} and res["exact"]["base"] in (0, 1)
+
+
+def test_shipped_results_match_the_shipped_adapters():
+    """The package carries the real profile's results (notebooks read them) for every shipped adapter's run."""
+    res = rp.shipped_results()
+    assert set(rp.SHIPPED_ADAPTERS) <= set(res["models"]) and "base" in res["models"]
+    for who, (folder, family) in rp.SHIPPED_ADAPTERS.items():
+        assert res["models"][who]["family"] == family and res["models"][who]["steps"] == res["schedule"]["steps"]
+        assert json.loads((folder / "training.json").read_text())["schedule"]["steps"] == res["schedule"]["steps"]
+        assert "loss_curve" not in res["models"][who]
+    assert all(v["n"] == res["models"]["base"]["passkey"]["by_g"]["1"]["n"]
+               for m in res["models"].values() for v in m["passkey"]["by_g"].values())
