@@ -56,6 +56,7 @@ __all__ = [
     "eval_segments",
     "PackedWindows",
     "PasskeyMix",
+    "passkey_rows",
     "filler_text",
 ]
 
@@ -389,6 +390,15 @@ class PackedWindows:
     def with_seq_len(self, seq_len: int, batch_size: int | None = None) -> "PackedWindows":
         """Same stream and seed, other window length (e.g. PI's g·L sequences)."""
         return PackedWindows(self.stream, seq_len, batch_size or self.batch_size, self.seed)
+
+
+def passkey_rows(batch: int, frac: float) -> tuple[int, int]:
+    """(passkey rows per batch, every k-th batch) giving a share ``frac`` of passkey rows (for :class:`PasskeyMix`)."""
+    if frac <= 0:
+        return 0, 1
+    if batch * frac >= 1:
+        return min(batch, round(batch * frac)), 1
+    return 1, max(1, round(1 / (batch * frac)))
 
 
 class PasskeyMix:

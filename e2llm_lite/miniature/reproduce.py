@@ -172,15 +172,6 @@ def _runs(p: Profile) -> dict[str, dict]:
     return runs
 
 
-def _passkey_rows(batch: int, frac: float) -> tuple[int, int]:
-    """(rows per batch, every k-th batch) giving a share ``frac`` of passkey rows."""
-    if frac <= 0:
-        return 0, 1
-    if batch * frac >= 1:
-        return min(batch, round(batch * frac)), 1
-    return 1, max(1, round(1 / (batch * frac)))
-
-
 def _ppl(model, segments, length: int, g, L: int, family: str = "linear"):
     """Perplexity at ``length``: windows overlap by one token, so every token after the first is scored
     exactly once at every length (the same tokens in every column); only its context changes.
@@ -354,7 +345,7 @@ class Reproduction:
                             fixed_scale=spec.get("fixed_scale"), scale_probs=spec.get("scale_probs"),
                             family=spec.get("family", "linear"))
         # passkey share of rows: p.pk_frac of every batch, or of every k-th batch when the batch is small
-        n_pk, every = _passkey_rows(batch, p.pk_frac)
+        n_pk, every = D.passkey_rows(batch, p.pk_frac)
         corpus, stream = self.train_data()
         data = passkey_mix(self.tok, corpus, stream, R, batch, n_pk, self.seed + 1, 200_000, every)
         if continue_from is not None and not (self.work / "ckpt" / name).exists():

@@ -398,7 +398,6 @@ class RetrievalRun:
         from safetensors.torch import save_file
 
         from e2llm_lite.miniature.pretrain import passkey_mix
-        from e2llm_lite.miniature.reproduce import _passkey_rows
 
         if run not in RUNS:
             raise ValueError(f"unknown run {run!r}; valid: {', '.join(RUNS)}")
@@ -410,7 +409,7 @@ class RetrievalRun:
         scheme, family = RUNS[run]
         g_train = p.pi_scale if scheme == "pi" else 1
         R, batch = L * g_train, p.ft_batch // g_train  # PI pays g× longer rows for the same tokens per step
-        n_pk, every = _passkey_rows(batch, p.pk_frac)
+        n_pk, every = D.passkey_rows(batch, p.pk_frac)
         t0 = time.perf_counter()
         corpus, stream = self.train_data()
         data = passkey_mix(self.tok, corpus, stream, R, batch, n_pk, p.seed + 1, 200_000, every)
