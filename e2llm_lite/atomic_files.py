@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "save_json", "save_fig"]
+__all__ = ["atomic_write", "save_json", "load_json", "claim_work_folder", "save_fig"]
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> str:
@@ -35,6 +35,25 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> str:
 def save_json(obj, path: str | os.PathLike, indent: int = 2) -> str:
     """Write ``obj`` as JSON (UTF-8, trailing newline) atomically."""
     return atomic_write(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def load_json(path: str | os.PathLike):
+    """The JSON in ``path``, or None when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def claim_work_folder(path: str | os.PathLike, ident: dict, refusal: str) -> None:
+    """Tie a work folder to the settings that fill it: write ``ident`` to ``path`` (a JSON file in the folder),
+    or raise ``ValueError("work folder <folder> <refusal> (<keys that differ>); …")`` when the file there holds
+    other settings — resumed checkpoints and memos of one run must not mix with another's."""
+    path = Path(path)
+    ident = json.loads(json.dumps(ident))  # tuples -> lists, as stored
+    found = load_json(path)
+    if found is not None and found != ident:
+        diff = sorted(k for k in ident if found.get(k) != ident[k])
+        raise ValueError(f"work folder {path.parent} {refusal} ({', '.join(diff)}); pass another --work or delete it")
+    save_json(ident, path)
 
 
 def save_fig(fig, path: str | os.PathLike, dpi: int = 110) -> str:

@@ -47,7 +47,7 @@ import torch
 
 from e2llm_lite import hf
 from e2llm_lite import data as D
-from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write, claim_work_folder, load_json, save_fig, save_json
 from e2llm_lite.augment import AugmentConfig
 from e2llm_lite.scaling import check_family
 from e2llm_lite.eval import perplexity as P
@@ -441,17 +441,12 @@ class RealRun:
         self.work = Path(work) if work is not None else self.out / "runs" / f"real-{s.name}" / "work"
         self.results_dir, self.fig_dir = self.out / "results" / "real", self.out / "figures"
         self.work.mkdir(parents=True, exist_ok=True)
-        ident = {"schedule": asdict(s)}
-        idp = self.work / "schedule.json"
-        if idp.is_file() and json.loads(idp.read_text()) != json.loads(json.dumps(ident)):
-            raise ValueError(f"work folder {self.work} belongs to another schedule; pass another --work or delete it")
-        save_json(ident, idp)
+        claim_work_folder(self.work / "schedule.json", {"schedule": asdict(s)}, "belongs to another schedule")
         self.times = self._load("times.json") or {}
 
     # helpers
     def _load(self, name):
-        p = self.work / name
-        return json.loads(p.read_text()) if p.is_file() else None
+        return load_json(self.work / name)
 
     def _save(self, name, obj):
         save_json(obj, self.work / name)
@@ -533,7 +528,8 @@ class RealRun:
             if not wanted or self._load(f"{name}.json") is not None:
                 continue
             self.log(f"[real] phase {name}: {s.steps} steps")
-            data = data or train_data(tok, s, seed=s.seed)
+            if data is None:
+                data = train_data(tok, s, seed=s.seed)
             base, tok = self._base()  # fresh weights for each fine-tune
             t = time.perf_counter()
             curve = (lambda step, m, fam=fam: self._curve_point(m, tok, curve_doc, fam)) if scheme == "e2" else None

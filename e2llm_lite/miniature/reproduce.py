@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from e2llm_lite import data as D
+from e2llm_lite.atomic_files import claim_work_folder, load_json, save_json
 from e2llm_lite.augment import AugmentConfig
 from e2llm_lite.train.loop import TrainConfig, train
 
@@ -195,12 +196,6 @@ def _memo_key(run: str, g, length: int, segments: str = "", family: str = "linea
     return f"{segments + '|' if segments else ''}{run}|{rule}|{length}"
 
 
-def _write_json(obj, path) -> str:
-    from e2llm_lite.atomic_files import save_json
-
-    return save_json(obj, path)
-
-
 class Reproduction:
     """One reproduction: profile, seed, folders, the base, the data — and every phase as a method."""
 
@@ -230,20 +225,11 @@ class Reproduction:
         # a work folder belongs to one (profile, seed, base, corpus): refuse to mix caches
         ident = {"profile": asdict(profile), "seed": self.seed, "corpus": self.corpus,
                  "base": self.base_path.name if self.base_path == D.ASSETS else str(self.base_path)}
-        ident = json.loads(json.dumps(ident))  # tuples -> lists, as stored
-        found = self._load(self.work / "config.json")
-        if found is not None and found != ident:
-            diff = sorted(k for k in ident if found.get(k) != ident[k])
-            raise ValueError(f"work folder {self.work} was made with other settings ({', '.join(diff)}); "
-                             f"pass another --work or delete it")
-        _write_json(ident, self.work / "config.json")
+        claim_work_folder(self.work / "config.json", ident, "was made with other settings")
 
     # --- small helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _load(path):
-        path = Path(path)
-        return json.loads(path.read_text()) if path.is_file() else None
+    _load = staticmethod(load_json)
 
     def _timed(self, name, fn):
         """Run phase ``name`` unless its wall time is recorded (= finished); record it."""
@@ -252,7 +238,7 @@ class Reproduction:
         t0 = time.perf_counter()
         fn()
         self.times[name] = round(time.perf_counter() - t0, 1)
-        _write_json(self.times, self.work / "times.json")
+        save_json(self.times, self.work / "times.json")
         if self.progress:
             print(f"[reproduce] {name}: {self.times[name]:.1f} s", flush=True)
 
@@ -277,7 +263,7 @@ class Reproduction:
             self.filler = D.filler_text(held, 200_000)  # passkey haystacks for evaluation: held-out text
             save_file({f"{i:04d}": s.contiguous() for i, s in enumerate(self.segments)}, str(cache))
             filler.write_text(self.filler, encoding="utf-8")
-            _write_json(self.heldout_meta, self.work / "heldout_meta.json")
+            save_json(self.heldout_meta, self.work / "heldout_meta.json")
         self.fig4_segments = self.segments[: p.fig4_docs]
         self._train = None
 
@@ -365,7 +351,7 @@ class Reproduction:
             if 0 in p.fig4_steps and "fig4_step0" not in self.memo:
                 self.memo["fig4_step0"] = {f"ppl@{k * L}": _ppl(model, self.fig4_segments, k * L, "auto", L).ppl
                                            for k in p.fig4_mults}
-                _write_json(self.memo, self.work / "ppl_memo.json")
+                save_json(self.memo, self.work / "ppl_memo.json")
         res = train(model, data, cfg, progress=self.progress, on_step=on_step,
                     extra_loss=data.answer_loss(p.passkey_weight) if data.n_passkey else None)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -373,7 +359,7 @@ class Reproduction:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
         os.replace(tmp, path)
         hist = res.history
-        _write_json({"name": name, "scheme": scheme, "train_len": R, "batch": batch, "n_passkey": data.n_passkey,
+        save_json({"name": name, "scheme": scheme, "train_len": R, "batch": batch, "n_passkey": data.n_passkey,
                      "config": cfg.to_dict(), "history": hist}, self.work / "train" / f"{name}.json")
         self.models[name] = model.eval()
 
@@ -388,7 +374,7 @@ class Reproduction:
             model = self.base if run == "base" else self.models[run]
             r = _ppl(model, self.fig5_segments() if segments == "fig5" else self.segments, length, g, self.L, family)
             self.memo[key] = r.to_dict()
-            _write_json(self.memo, self.work / "ppl_memo.json")
+            save_json(self.memo, self.work / "ppl_memo.json")
         return self.memo[key]["ppl"]
 
     def grid(self, rows: dict[str, tuple], stem: str, title: str) -> dict:
@@ -459,7 +445,7 @@ class Reproduction:
         res = {"lengths": lengths, "g_max": self.p.g_max, "ppl": {str(g): v for g, v in lines.items()},
                "auto": [self.ppl("e2", "auto", n, "fig5") for n in lengths],
                "segments": {"n": len(self.fig5_segments()), "tokens": int(len(self.fig5_segments()[0]))}}
-        _write_json(res, self.results / "fig5.json")
+        save_json(res, self.results / "fig5.json")
         plot_fig5(res, self.figures / "fig5.png")
         return res
 
@@ -473,7 +459,7 @@ class Reproduction:
         pts += [{"step": h["step"], **{k: h[k] for k in keys}} for h in hist if keys[0] in h]
         loss = [[h["step"], h["loss"]] for h in hist]
         res = {"points": pts, "loss": loss, "keys": keys}
-        _write_json(res, self.results / "fig4.json")
+        save_json(res, self.results / "fig4.json")
         plot_fig4(res, self.figures / "fig4.png")
         return res
 
@@ -496,9 +482,9 @@ class Reproduction:
                 grid = retrieval_grid(model, self.tok, self.filler, [k * L for k in p.pk_mults], list(p.pk_depths),
                                       n_per_cell=p.pk_per_cell, seed=self.seed, g=g_rule, base_window=L)
                 self.memo[key] = grid
-                _write_json(self.memo, self.work / "ppl_memo.json")
+                save_json(self.memo, self.work / "ppl_memo.json")
             out[label] = self.memo[key]
-        _write_json(out, self.results / "fig6.json")
+        save_json(out, self.results / "fig6.json")
         plot_fig6(out, self.figures / "fig6.png")
         return out
 
@@ -526,7 +512,7 @@ class Reproduction:
         wall = {f: self.times.get(f"finetune:{run_of[f]}") for f in fams}
         res = dict(grid, ratios=family_ratios(grid, L, p.pi_scale, fams, p.family_g), finetune_wall_s=wall,
                    runs={f: run_of[f] for f in fams})
-        _write_json(res, self.results / "table3_families.json")
+        save_json(res, self.results / "table3_families.json")
         plot_families(res, self.figures / "table3_families.png")  # replaces grid()'s generic plot
         md_path = self.figures / "table3_families.md"  # written by grid(): append the ratios and verdicts
         atomic_write(md_path, md_path.read_text(encoding="utf-8") + "\n" + families_markdown(res, L) + "\n")
@@ -541,7 +527,7 @@ class Reproduction:
             self.finetune(name, runs[name])
             if not done:
                 self.times[f"finetune:{name}"] = round(time.perf_counter() - t, 1)
-                _write_json(self.times, self.work / "times.json")
+                save_json(self.times, self.work / "times.json")
         self.times.pop("families", None)
         out = {}
         self._timed("families", lambda: out.__setitem__("families", self.families()))
@@ -558,13 +544,13 @@ class Reproduction:
             self.finetune(name, spec)
             if not done:
                 self.times[f"finetune:{name}"] = round(time.perf_counter() - t, 1)
-                _write_json(self.times, self.work / "times.json")
+                save_json(self.times, self.work / "times.json")
         out = {}
         t, done = time.perf_counter(), "finetune:e2-x3" in self.times  # lever: E² for long_mult × the steps
         self.finetune("e2-x3", {"scheme": "e2"}, steps=self.p.ft_steps * self.p.long_mult, continue_from="e2")
         if not done:
             self.times["finetune:e2-x3"] = round(time.perf_counter() - t, 1)
-            _write_json(self.times, self.work / "times.json")
+            save_json(self.times, self.work / "times.json")
         for name in ("table3", "table4", "table5", "levers", "fig4", "fig5", "fig6", "families"):
             if name == "families" and not self.p.families:
                 continue
@@ -600,7 +586,7 @@ class Reproduction:
         from e2llm_lite.miniature.report import claims, write_report
 
         summary["claims"] = claims(out, self.p, self.L)
-        _write_json(summary, self.results / "reproduce.json")
+        save_json(summary, self.results / "reproduce.json")
         write_report(out, summary, self.figures / "REPORT.md")
         return summary
 
@@ -609,7 +595,7 @@ class Reproduction:
         self.load_data()
         if "data" not in self.times:
             self.times["data"] = round(time.perf_counter() - t, 1)
-            _write_json(self.times, self.work / "times.json")
+            save_json(self.times, self.work / "times.json")
 
 
 def _k(n: int) -> str:

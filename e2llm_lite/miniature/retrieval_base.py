@@ -48,7 +48,7 @@ import torch
 
 from e2llm_lite import data as D
 from e2llm_lite import hf
-from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write, claim_work_folder, load_json, save_fig, save_json
 from e2llm_lite.augment import AugmentConfig
 from e2llm_lite.eval.retrieval import passkey_sample, retrieval_accuracy
 from e2llm_lite.train.loop import TrainConfig, train
@@ -253,23 +253,14 @@ class RetrievalRun:
         self.results, self.figures = self.out / "results" / "retrieval", self.out / "figures"
         for d in (self.results, self.figures, self.work):
             d.mkdir(parents=True, exist_ok=True)
-        ident = json.loads(json.dumps(asdict(profile)))
-        found = self._load(self.work / "profile.json")
-        if found is not None and found != ident:
-            diff = sorted(k for k in ident if found.get(k) != ident[k])
-            raise ValueError(f"work folder {self.work} was made with another retrieval profile ({', '.join(diff)} "
-                             f"differ); pass another --work or delete it")
-        save_json(ident, self.work / "profile.json")
+        claim_work_folder(self.work / "profile.json", asdict(profile), "was made with another retrieval profile")
         self._tok = self._filler = self._train = None
         self._base = None
         self.models: dict[str, torch.nn.Module] = {}
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _load(path):
-        path = Path(path)
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    _load = staticmethod(load_json)
 
     def _result(self, stem: str):
         return self._load(self.results / f"{stem}.json")
