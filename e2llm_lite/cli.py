@@ -6,8 +6,15 @@ imported lazily so ``e2llm-lite --help`` stays fast.
 **User errors are one line.** A subcommand reports a bad value by raising ``ValueError`` (or
 ``FileNotFoundError`` for a path that does not exist); :func:`main` turns it into
 one line ``e2llm-lite <command>: error: <message>`` on stderr and exit code 2, as argparse does for a bad
-option. A missing optional package becomes one line naming the extra that installs it. Anything else
-is a bug and keeps its traceback; ``E2LLM_LITE_TRACEBACK=1`` shows the traceback of user errors too.
+option. A missing optional package becomes one line naming the extra that installs it
+(:mod:`e2llm_lite.optional`). Anything else is a bug and keeps its traceback; ``E2LLM_LITE_TRACEBACK=1``
+shows the traceback of user errors too.
+
+**Options are checked while parsing.** Each subcommand's ``add_arguments`` gives every number, choice and
+path a ``type=`` validator (:mod:`e2llm_lite.validation`: ``int_arg``, ``out_folder_arg``, …) whose
+message starts with the flag; that message is printed as it is, ``e2llm-lite <command>: error: <message>``,
+before a model is loaded or a folder written. ``--model`` is checked first thing in ``run`` by
+:func:`e2llm_lite.pretrained.check_model`, the resolution every command shares.
 """
 from __future__ import annotations
 
@@ -17,6 +24,9 @@ import importlib.metadata
 import os
 import re
 import sys
+
+from e2llm_lite.optional import DIST as _DIST  # import name -> distribution name, where they differ
+from e2llm_lite.optional import MissingPackage, missing_message
 
 __all__ = ["COMMANDS", "USER_ERRORS", "main", "extra_for"]
 
@@ -28,14 +38,12 @@ COMMANDS = {
     "train": ("e2llm_lite.train.finetune", "E² fine-tuning of a Hub model or local checkpoint (full, LoRA, QLoRA)"),
     "plan": ("e2llm_lite.train.planner", "memory and time estimate for a model, mode and training length"),
     "eval": ("e2llm_lite.eval.cli", "sliding-window perplexity, passkey and needle-in-a-haystack"),
+    "check-export": ("e2llm_lite.engines", "what transformers, vLLM and llama.cpp compute from an export's RoPE config"),
 }
 
 
 #: exceptions that mean "the user asked for something invalid" (see the module docstring)
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
-
-#: import name -> distribution name, where they differ
-_DIST = {"yaml": "pyyaml", "lm_eval": "lm-eval", "flash_attn": "flash-attn"}
 
 
 def extra_for(module: str | None) -> str | None:
@@ -67,6 +75,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (``prog: error: message``) instead of usage + message."""
 
     def error(self, message: str):
+        m = re.fullmatch(r"argument ([^:]+): (.*)", message, re.S)
+        if m and m[2].startswith(tuple(f"{flag} " for flag in m[1].split("/"))):
+            # a validator's own message (validation.*_arg): it names the flag, the value and what is valid
+            self.exit(2, f"{self.prog}: error: {' '.join(m[2].split())}\n")
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -87,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 mod = importlib.import_module(mod_name)
             except ModuleNotFoundError as e:
+                if isinstance(e, MissingPackage):
+                    return _fail(name, str(e))
                 if e.name == mod_name:
                     parser.error(f"subcommand {name!r} is not available in this version")
                 extra = extra_for(e.name)
@@ -100,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except ModuleNotFoundError as e:  # an optional package imported lazily by this command
+        if isinstance(e, MissingPackage) and not debug:  # already one line with the install command
+            return _fail(args.command, str(e))
         extra = extra_for(e.name)
         if extra is None or debug:
             raise
@@ -114,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _missing(module: str, extra: str) -> str:
-    dist = _DIST.get(module.split(".")[0], module.split(".")[0])
-    if extra == "":
-        return f"`{dist}` is not installed although e2llm-lite needs it; reinstall: pip install -e ."
-    return f"this needs `{dist}`, which is not installed: pip install \"e2llm-lite[{extra}]\" (or pip install {dist})"
+    return missing_message(module, extra)
 
 
 if __name__ == "__main__":

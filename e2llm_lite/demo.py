@@ -64,9 +64,11 @@ def hook_parity(arch: str, g: int = 5, seed: int = 0, base_window: int = 64, n_s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed for weights, tokens and draws")
-    p.add_argument("--g", type=int, default=5, help="RoPE scale for the parity checks (>= 1)")
-    p.add_argument("--out", default=None, help="write the parity table as JSON to this file")
+    from e2llm_lite.validation import int_arg, out_file_arg
+
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="seed for weights, tokens and draws")
+    p.add_argument("--g", type=int_arg("--g", 1), default=5, help="RoPE scale for the parity checks (>= 1)")
+    p.add_argument("--out", type=out_file_arg("--out", folder_must_exist=True), default=None, help="write the parity table as JSON to this file")
 
 
 def run(args) -> int:

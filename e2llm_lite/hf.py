@@ -43,9 +43,11 @@ Traps guarded here (each has a test):
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
 import os
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -67,6 +69,7 @@ __all__ = [
     "fa2_safe_position_ids",
     "scale_for_length",
     "save_for_scale",
+    "add_engine_keys",
     "base_window_of",
 ]
 
@@ -361,7 +364,8 @@ def save_for_scale(
       NTK type (``"dynamic"`` changes with the input length), and this is the same RoPE.
 
     ``max_position_embeddings`` becomes ``g·L``; ``L`` = ``base_window`` or the config's
-    ``max_position_embeddings``. The in-memory model's config is left unchanged.
+    ``max_position_embeddings``. The in-memory model's config is left unchanged. The folder also
+    carries the keys serving engines read (:func:`add_engine_keys`; ``e2llm-lite check-export``).
     """
     g = _check_scale(g)
     check_family(family)
@@ -393,4 +397,44 @@ def save_for_scale(
         cfg.max_position_embeddings = old_max
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
+    add_engine_keys(path)
     return str(path)
+
+
+def add_engine_keys(path: str | os.PathLike) -> dict:
+    """Add to an export's ``config.json`` (and ``tokenizer_config.json``) what serving engines read.
+
+    transformers 5 writes the RoPE only as ``rope_parameters``; engines on the transformers 4 config
+    (vLLM 0.11, older llama.cpp converters) read ``rope_scaling`` and a top-level ``rope_theta``, and
+    would run such a folder unscaled with base 10000. vLLM multiplies the smallest length key of the
+    config by a linear ``factor`` (``max_position_embeddings × factor`` would serve ``g²·L``), so a
+    linear export also states the window before scaling as ``max_seq_len = max_position_embeddings /
+    factor``; and vLLM caps the length at the tokenizer's ``model_max_length``, raised here to
+    ``max_position_embeddings`` when it is smaller. stock transformers reloads the folder exactly as
+    before (``rope_parameters`` wins; the extra keys are inert there). See :mod:`e2llm_lite.engines`
+    for each engine's rules. Returns the keys added to ``config.json``.
+    """
+    from e2llm_lite.atomic_files import save_json
+
+    folder = Path(path)
+    cfg = json.loads((folder / "config.json").read_text())
+    params = cfg.get("rope_parameters")
+    if not isinstance(params, dict) or "rope_theta" not in params:  # per-layer-type parameters: left as written
+        return {}
+    added: dict = {"rope_theta": params["rope_theta"]}
+    if "partial_rotary_factor" in params:
+        added["partial_rotary_factor"] = params["partial_rotary_factor"]
+    if params.get("rope_type", "default") != "default":
+        added["rope_scaling"] = {k: v for k, v in params.items() if k not in ("rope_theta", "partial_rotary_factor")}
+    if params.get("rope_type") == "linear":
+        added["max_seq_len"] = int(round(cfg["max_position_embeddings"] / float(params["factor"])))
+    cfg.update(added)
+    save_json(cfg, folder / "config.json")
+    tok_file = folder / "tokenizer_config.json"
+    if tok_file.is_file():
+        tok_cfg = json.loads(tok_file.read_text())
+        limit = tok_cfg.get("model_max_length")
+        if isinstance(limit, (int, float)) and limit < cfg["max_position_embeddings"]:
+            tok_cfg["model_max_length"] = int(cfg["max_position_embeddings"])
+            save_json(tok_cfg, tok_file)
+    return added

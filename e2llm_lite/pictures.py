@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,10 @@ __all__ = [
     "plot_position_indices",
     "plot_scores",
     "plot_coverage",
+    "MARKERS",
+    "plain_log_axis",
+    "coinciding_lines",
+    "distinguish_lines",
 ]
 
 FIGSIZE = (8.0, 3.4)  # every single-row figure: width, height in inches (d2l's one-size habit)
@@ -339,6 +344,147 @@ def _plt():
     return plt
 
 
+# --- readable axes: plain log ticks, lines that coincide -------------------------------------------------
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # one per line, in drawing order
+_DASHES = ("-", "--", ":", "-.")
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Plain-number ticks for a log axis over data ``[lo, hi]`` (both > 0): the first tick is <= lo and the last
+    >= hi, so every point lies inside the labelled range. Under ~half a decade: evenly spaced nice numbers
+    (30, 32, 34 … or 30, 40, 50 …; an end tick may sit half a step out when that is a round number, as 25 before
+    30, 40 …); wider: 1-2-3-5 or 1-2-5 per decade."""
+    if not (0 < lo <= hi and math.isfinite(hi)):
+        raise ValueError(f"log ticks need 0 < lo <= hi, got lo={lo!r}, hi={hi!r}")
+    if hi / lo < 1.05:  # one value (or nearly): widen a little around it
+        lo, hi = lo / 1.1, hi * 1.1
+    span = math.log10(hi / lo)
+    if span <= 0.45:
+        from matplotlib.ticker import MaxNLocator
+
+        inner = MaxNLocator(nbins=6, steps=[1, 2, 5, 10]).tick_values(lo, hi)
+        step = float(inner[1] - inner[0])
+        mant = round(step / 10 ** math.floor(math.log10(step)), 6)
+        end = step / 2 if mant in (1.0, 2.0) else step  # half of 10 is 5 and of 2 is 1; half of 5 is not round
+        t0 = max(math.floor(lo / end + 1e-9) * end, end)
+        t1 = math.ceil(hi / end - 1e-9) * end
+        ticks = [t0] + [float(t) for t in inner if t0 < t < t1] + [t1]
+    else:
+        mant = (1.0, 2.0, 3.0, 5.0) if span <= 1.4 else (1.0, 2.0, 5.0) if span <= 3 else (1.0,)
+        cands = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2) for m in mant]
+        t0 = max(c for c in cands if c <= lo * (1 + 1e-9))
+        t1 = min(c for c in cands if c >= hi * (1 - 1e-9))
+        ticks = [c for c in cands if t0 <= c <= t1]
+    return [float(f"{t:.10g}") for t in ticks]
+
+
+def _data_values(ax, axis: str) -> np.ndarray:
+    """Finite data coordinates along ``axis`` of the lines (data transform) and bars of ``ax``."""
+    vals = []
+    for ln in ax.get_lines():
+        if ln.get_transform() is ax.transData:
+            vals.append(np.asarray(ln.get_ydata() if axis == "y" else ln.get_xdata(), dtype=float).ravel())
+    for p in ax.patches:  # bars: their far end (the near end sits on the axis)
+        if hasattr(p, "get_height"):
+            vals.append(np.array([p.get_y() + p.get_height() if axis == "y" else p.get_x() + p.get_width()], float))
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    return v[np.isfinite(v)]
+
+
+def plain_log_axis(ax, axis: str = "y", values=None) -> list[float]:
+    """Log scale on ``axis`` of ``ax`` whose ticks read as plain numbers (30, 40, 60 …, never "6×10¹") and
+    whose labelled range holds every point: the first tick is at or below the smallest value, the last at or
+    above the largest. ``values``: the data to cover (default: the axes' lines and bars). Call
+    ``fig.tight_layout()`` afterwards (the tick labels changed width). Returns the ticks (none, and only the log
+    scale set, when there is no positive value: a report drawn from partial results must not fail on it)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    v = np.asarray(_data_values(ax, axis) if values is None else values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    getattr(ax, f"set_{axis}scale")("log")
+    if v.size == 0:
+        return []
+    ticks = _log_ticks(float(v.min()), float(v.max()))
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    a.set_major_locator(FixedLocator(ticks))
+    a.set_major_formatter(FuncFormatter(lambda t, _: f"{t:.0f}" if t >= 1e5 else f"{t:g}"))  # 1000000, not 1e+06
+    a.set_minor_locator(NullLocator())
+    pad = 10 ** (0.03 * math.log10(ticks[-1] / ticks[0]))  # end ticks (and markers on them) stay inside
+    getattr(ax, f"set_{axis}lim")(ticks[0] / pad, ticks[-1] * pad)
+    return ticks
+
+
+def _labelled_lines(ax):
+    return [ln for ln in ax.get_lines() if ln.get_transform() is ax.transData and not ln.get_label().startswith("_")
+            and len(ln.get_xdata()) > 0]
+
+
+def coinciding_lines(ax, tol: float = 0.015) -> list[list[int]]:
+    """Groups (indices into the labelled data lines of ``ax``, drawing order) of lines that would be drawn on
+    top of each other: the same x values, y values apart by at most ``tol`` of the axes height at three in
+    four of them and by at most ``4·tol`` at every one (measured on the axes' current scale and limits)."""
+    lines = _labelled_lines(ax)
+    to_axes = ax.transData + ax.transAxes.inverted()
+    pts = []
+    for ln in lines:
+        xy = np.column_stack((np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)))
+        xy = xy[np.isfinite(xy).all(1)]
+        with np.errstate(all="ignore"):
+            ya = to_axes.transform(xy)[:, 1] if len(xy) else np.zeros(0)
+        pts.append((xy[:, 0], ya))
+    parent = list(range(len(lines)))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            (xi, yi), (xj, yj) = pts[i], pts[j]
+            if not (len(xi) and len(xi) == len(xj) and np.array_equal(xi, xj)):
+                continue
+            gap = np.abs(yi - yj)
+            if np.mean(gap <= tol) >= 0.75 and np.nanmax(gap) <= 4 * tol:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(lines)):
+        groups.setdefault(root(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def distinguish_lines(ax, markers: bool = True, tol: float = 0.015, dashes: bool = True) -> list[list[str]]:
+    """Make every labelled line of ``ax`` tell apart from the others: with ``markers`` each line gets its own
+    marker shape (:data:`MARKERS`); lines that coincide (:func:`coinciding_lines`) are drawn as a wide, pale
+    first line with the others on top (dashed or dotted unless ``dashes`` is False, for figures whose line
+    styles already mean something), with smaller markers, and their legend labels say "(≈ first line)".
+    Call before ``ax.legend()``. Returns the coinciding groups as labels."""
+    lines = _labelled_lines(ax)
+    if markers:
+        for i, ln in enumerate(lines):
+            ln.set_marker(MARKERS[i % len(MARKERS)])
+    groups = coinciding_lines(ax, tol)
+    for grp in groups:
+        lead = lines[grp[0]]
+        lead_label = lead.get_label()
+        lead.set_linewidth(2.6 * max(lead.get_linewidth(), 1.0))
+        lead.set_alpha(0.45)
+        if markers:
+            lead.set_markersize(1.5 * lead.get_markersize())
+        for k, j in enumerate(grp[1:], start=1):
+            ln = lines[j]
+            if dashes:
+                ln.set_linestyle(_DASHES[k % len(_DASHES)])
+            ln.set_zorder(lead.get_zorder() + k)
+            if markers:
+                ln.set_markersize(max(3.0, ln.get_markersize() * (1 - 0.15 * k)))
+            ln.set_label(f"{ln.get_label()} (≈ {lead_label})")
+    return [[lines[i].get_label() for i in g] for g in groups]
+
+
 def plot_position_indices(
     draws: Sequence[augment.Draw],
     base_window: int,
@@ -386,12 +532,12 @@ def plot_position_indices(
         a.set_yticks(range(n))
         a.set_ylim(-0.6, n - 0.2)
     ax.set_yticklabels(list(reversed(lab)))
-    ax.set_xlim(0, top * 1.02)
+    ax.set_xlim(-0.02 * top, top * 1.02)  # a margin left of 0: the sink markers at ids 0..n_sink-1 stay whole
     ax.set_xlabel("position index m + t in the interpolated window [0, L·g)")
     ax.legend(loc="upper right", fontsize=7, framealpha=0.9, ncol=3)
     if zoom is not None:
         az.set_yticklabels([])
-        az.set_xlim(-0.1, zoom)
+        az.set_xlim(-0.03 * zoom, zoom)
         az.set_xlabel("rotary position (m + t)/g")
     if title:
         fig.suptitle(title, fontsize=11)
@@ -420,13 +566,17 @@ def plot_scores(distances, curves: Mapping[str, np.ndarray], seen: int | None = 
         ax.axhline(lo, color="k", ls=":", lw=1.0, label=name)
         ax.axhline(hi, color="k", ls=":", lw=1.0)
     if logx:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("symlog", linthresh=1.0)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0, 1, 10, 100 (not 10⁰, 10¹)
     ax.set_xlabel("relative distance d = m − n (tokens)")
     ax.set_ylabel(ylabel)
     ax.set_xlim(d.min(), d.max())
     if title:
         ax.set_title(title, fontsize=11)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    distinguish_lines(ax, markers=False)  # curves that coincide: pale wide line under a dashed one, "≈" in the legend
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # beside the data, not on it
     fig.tight_layout()
     return fig, ax
 
@@ -454,9 +604,10 @@ def plot_coverage(covs: Sequence[Coverage], labels: Sequence[str] | None = None,
         name = labels[i] if labels else cov.scheme
         a.set_title(f"{name}: {100 * cov.fraction_of_needed():.1f}% of needed (d, g) covered", fontsize=9, loc="left")
         a.set_ylabel("g")
-    axes[0].legend(loc="upper right", fontsize=7, framealpha=0.9)
     axes[-1].set_xlabel("relative distance d (tokens)")
     fig.colorbar(im, ax=list(axes), shrink=0.6, label="share of bin covered")
+    # the key goes under the figure, off the heat maps (inside, it hid the staircase of the first panel)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig, axes

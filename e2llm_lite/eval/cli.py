@@ -24,12 +24,14 @@ Examples::
 ``--model`` is a local folder (``save_pretrained`` output or a miniature base: ``config.json`` +
 ``model.safetensors``, with ``tokenizer.json`` or an HF tokenizer), a bare ``.safetensors`` state dict
 of fine-tuned weights (``runs/<profile>/work/models/<run>.safetensors`` from ``e2llm-lite reproduce``;
-``--base`` names the folder whose architecture and tokenizer it uses), or, when online, a Hub id.
+``--base`` names the folder whose architecture and tokenizer it uses), a registered name (``smollm2-135m``,
+:mod:`e2llm_lite.pretrained`), or a Hub id (online, or offline when the local Hub cache has it). ``--model``
+and every other option are checked before anything is loaded; a bad one is one line.
 Remote code is never trusted unless ``--trust-remote-code`` is given. Everything the run measured
 goes to ``--out`` as JSON, markdown / CSV and PNG (:mod:`e2llm_lite.eval.perplexity`,
 :mod:`e2llm_lite.eval.retrieval`).
 
-``--family linear|ntk|yarn`` (ppl, passkey, needle) picks how each length's ``g`` moves the RoPE
+``--family linear|ntk|yarn`` (every task: ppl, passkey, needle, and the benchmarks through lm-eval) picks how each length's ``g`` moves the RoPE
 frequencies: every length is evaluated inside :func:`e2llm_lite.hf.rope_scale` ``(model, g,
 family, base_window=L)`` with the evaluator's own ``g = 1``; ``linear`` (default, the paper) gives the
 same numbers as the evaluators' ``g`` argument. The family is written into the results JSON.
@@ -50,7 +52,10 @@ from e2llm_lite.eval.perplexity import CONVENTIONS, PplGrid, perplexity, resolve
 from e2llm_lite.atomic_files import atomic_write
 from e2llm_lite.eval.retrieval import STYLES, retrieval_grid, save_retrieval
 from e2llm_lite.scaling import FAMILIES
-from e2llm_lite.validation import check_int, local_path
+from e2llm_lite import pretrained
+from e2llm_lite.optional import require
+from e2llm_lite.validation import (check_int, device_arg, folder_arg, int_arg, int_list_arg, local_path,
+                                   out_folder_arg, path_arg, tokenizer_arg)
 
 __all__ = ["add_arguments", "run", "load_model", "load_eval_docs", "parse_g", "family_ppl_grid",
            "family_retrieval_grid"]
@@ -60,24 +65,32 @@ TASKS = ("ppl", "passkey", "needle", "longbench", "ruler", "proofpile")
 BENCH_TASKS = ("longbench", "ruler", "proofpile")
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        out = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not out or min(out) < 2:
-        raise argparse.ArgumentTypeError(f"lengths must be integers >= 2, got {text!r}")
-    return out
+_int_list = int_list_arg("--lengths", 2)
 
 
 def _float_list(text: str) -> list[float]:
     try:
         out = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        out = []
     if not out or not all(0.0 <= d <= 1.0 for d in out):
-        raise argparse.ArgumentTypeError(f"depths must be numbers in [0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(f"--depths must be comma-separated numbers in [0, 1], got --depths={text!r}")
     return out
+
+
+#: what ``--model`` of ``e2llm-lite eval`` accepts besides folders, registered names and Hub ids
+_MODEL_FILES, _MODEL_FILES_NOTE = (".safetensors",), "a fine-tuned .safetensors file"
+
+
+def check_models(spec: str, task: str = "ppl") -> list[str]:
+    """``--model`` checked before any work (:func:`e2llm_lite.pretrained.check_model`, shared by every
+    command); ``--task proofpile`` takes several, comma-separated. Returns the specs."""
+    specs = [s for s in spec.split(",") if s] if task == "proofpile" else [spec]
+    if not specs:
+        raise ValueError(f"--model must name a model, got --model={spec!r}")
+    for s in specs:
+        pretrained.check_model(s, "--model", _MODEL_FILES, _MODEL_FILES_NOTE)
+    return specs
 
 
 def parse_g(text: str) -> list:
@@ -94,46 +107,48 @@ def parse_g(text: str) -> list:
                 g = float(part)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"--g takes 'auto', 'none' or numbers >= 1, got {part!r}") from None
-            if not g >= 1:
-                raise argparse.ArgumentTypeError(f"--g values must be >= 1, got {part!r}")
+            if not (g >= 1 and g != float("inf")):
+                raise argparse.ArgumentTypeError(f"--g values must be >= 1 (and finite), got {part!r}")
             out.append(g)
     return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="local model folder, or a Hub id (needs the network)")
-    p.add_argument("--base", default=None, help="with --model FILE.safetensors: the base folder it fine-tunes (default: shipped assets)")
-    p.add_argument("--tokenizer", default=None, help="'bytes', 'bpe' (shipped), a tokenizer.json path; default: the model's")
+    p.add_argument("--model", required=True,
+                   help=f"local model folder, a registered name ({', '.join(sorted(pretrained.REGISTRY))}), a "
+                        f"fine-tuned .safetensors file, or a Hub id (needs the network or the local Hub cache)")
+    p.add_argument("--base", type=folder_arg("--base"), default=None, help="with --model FILE.safetensors: the base folder it fine-tunes (default: shipped assets)")
+    p.add_argument("--tokenizer", type=tokenizer_arg("--tokenizer"), default=None, help="'bytes', 'bpe' (shipped), a tokenizer.json path; default: the model's")
     p.add_argument("--task", choices=TASKS, default="ppl", help="ppl (Table 3 / Fig. 5), passkey or needle (Fig. 6); longbench (Tables 1-2) and ruler via lm-eval; proofpile (Table 3 protocol)")
     p.add_argument("--lengths", type=_int_list, default=None, help="comma-separated evaluation lengths (ppl: windows)")
-    p.add_argument("--window", type=int, default=None, help="ppl: one window (alternative to --lengths)")
-    p.add_argument("--stride", type=int, default=None, help="ppl: tokens between window starts (default: the window, i.e. disjoint; paper: 256)")
+    p.add_argument("--window", type=int_arg("--window", 2), default=None, help="ppl: one window (alternative to --lengths)")
+    p.add_argument("--stride", type=int_arg("--stride", 1), default=None, help="ppl: tokens between window starts (default: the window, i.e. disjoint; paper: 256)")
     p.add_argument("--convention", choices=list(CONVENTIONS), default="new", help="ppl scoring: " + "; ".join(f"{k} = {v}" for k, v in CONVENTIONS.items()))
     p.add_argument("--g", type=parse_g, default=["auto"], help="RoPE scale(s): auto (= ceil(length / L)), none, or numbers; comma-separated = one row each")
-    p.add_argument("--base-window", type=int, default=None, help="L for --g auto and YaRN's original window (default: the model's max_position_embeddings)")
-    p.add_argument("--family", choices=list(FAMILIES), default="linear", help="RoPE scale family that applies g (ppl, passkey, needle): linear (the paper, positions m/g), ntk or yarn (need a base with rope_type='default')")
-    p.add_argument("--data", default="stdlib", help="'stdlib' (offline default), a text file/folder, or a datasets name")
+    p.add_argument("--base-window", type=int_arg("--base-window", 1), default=None, help="L for --g auto and YaRN's original window (default: the model's max_position_embeddings)")
+    p.add_argument("--family", choices=list(FAMILIES), default="linear", help="RoPE scale family that applies g (every task): linear (the paper, positions m/g), ntk or yarn (need a base with rope_type='default')")
+    p.add_argument("--data", type=path_arg("--data"), default="stdlib", help="'stdlib' (offline default), a text file/folder, or a datasets name")
     p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"], help="corpus split for local data")
     p.add_argument("--hf-split", default=None, help="datasets split to read for a datasets name (e.g. 'test' for proof-pile)")
     p.add_argument("--text-field", default="text", help="datasets column with the text")
     p.add_argument("--exts", default=".py", help="file extensions read from a folder (comma-separated; 'any' = all)")
-    p.add_argument("--n-docs", type=int, default=None, help="ppl: documents of >= --doc-tokens tokens (default 16); proofpile: default 128 as in the paper")
-    p.add_argument("--doc-tokens", type=int, default=None, help="ppl: tokens kept per document (default: max(lengths); more = several windows per document)")
+    p.add_argument("--n-docs", type=int_arg("--n-docs", 1), default=None, help="ppl: documents of >= --doc-tokens tokens (default 16); proofpile: default 128 as in the paper")
+    p.add_argument("--doc-tokens", type=int_arg("--doc-tokens", 2), default=None, help="ppl: tokens kept per document (default: max(lengths); more = several windows per document)")
     p.add_argument("--depths", type=_float_list, default=[i / 10 for i in range(11)], help="retrieval: needle depths in [0, 1]")
-    p.add_argument("--n-per-cell", type=int, default=10, help="retrieval: samples per (depth, length) cell (paper: 10 documents)")
+    p.add_argument("--n-per-cell", type=int_arg("--n-per-cell", 1), default=10, help="retrieval: samples per (depth, length) cell (paper: 10 documents)")
     p.add_argument("--style", choices=[s for s in STYLES if s != "needle"], default="longlora", help="passkey prompt style")
-    p.add_argument("--seed", type=int, default=0, help="seed for retrieval samples")
-    p.add_argument("--batch-size", type=int, default=4, help="windows (ppl) or prompts (retrieval) per forward")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, …")
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="seed for retrieval samples")
+    p.add_argument("--batch-size", type=int_arg("--batch-size", 1), default=4, help="windows (ppl) or prompts (retrieval) per forward")
+    p.add_argument("--device", type=device_arg("--device"), default="auto", help="auto, cpu, cuda, cuda:0, …")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="auto = bfloat16 on GPU, float32 on CPU")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a Hub model's own code (off by default)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy CPU)")
+    p.add_argument("--threads", type=int_arg("--threads", 1), default=None, help="torch CPU threads (default: torch's choice; 1 is fastest on a busy CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--out", default=None, help="folder for JSON, markdown/CSV and PNG results")
-    p.add_argument("--max-length", type=int, default=None, help="longbench/ruler: truncation length (default: 8 L for --g auto, g L for a fixed g)")
+    p.add_argument("--out", type=out_folder_arg("--out"), default=None, help="folder for JSON, markdown/CSV and PNG results")
+    p.add_argument("--max-length", type=int_arg("--max-length", 2), default=None, help="longbench/ruler: truncation length (default: 8 L for --g auto, g L for a fixed g)")
     p.add_argument("--truncation", choices=["middle", "left"], default="middle", help="longbench/ruler: cut over-long inputs from the middle (LongBench, the paper) or the left (lm-eval)")
     p.add_argument("--bench-tasks", default=None, help="longbench: comma-separated LongBench names (default: the 18 of Tables 1-2); ruler: lm-eval needle tasks (default niah_single_1)")
-    p.add_argument("--limit", type=int, default=None, help="longbench/ruler: at most this many documents per task (lm-eval --limit)")
+    p.add_argument("--limit", type=int_arg("--limit", 1), default=None, help="longbench/ruler: at most this many documents per task (lm-eval --limit)")
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -153,11 +168,16 @@ def _dtype(name: str, device: torch.device) -> torch.dtype:
 
 def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dtype: str = "auto",
                trust_remote_code: bool = False, base: str | None = None):
-    """``(model in eval mode, tokenizer)`` from a local folder, a Hub id (``trust_remote_code`` off by
-    default), or a bare ``.safetensors`` state dict (the fine-tuned weights ``e2llm-lite reproduce``
-    writes) loaded onto the architecture and tokenizer of ``base`` (default: the shipped miniature)."""
+    """``(model in eval mode, tokenizer)`` from a local folder, a registered name (``smollm2-135m``:
+    :func:`e2llm_lite.pretrained.resolve_model`, as every command resolves ``--model``), a Hub id
+    (``trust_remote_code`` off by default), or a bare ``.safetensors`` state dict (the fine-tuned weights
+    ``e2llm-lite reproduce`` writes) loaded onto the architecture and tokenizer of ``base`` (default: the
+    shipped miniature)."""
     import transformers
 
+    given = spec
+    # registered name -> its converted folder; a missing path or an offline Hub id: one line, before the Hub
+    spec = pretrained.resolve_model(spec, "--model", files=_MODEL_FILES, files_note=_MODEL_FILES_NOTE)
     dev = _device(device)
     dt = _dtype(dtype, dev)
     path = Path(spec)
@@ -169,29 +189,15 @@ def load_model(spec: str, tokenizer: str | None = None, device: str = "auto", dt
         model, tok, _ = load_base(base)
         model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
         return model.to(device=dev, dtype=dt).eval(), (D.load_tokenizer(tokenizer) if tokenizer else tok)
-    local_path("--model", spec)  # a local path that does not exist is reported before anything reaches the Hub
     local = path.is_dir()
-    if not local and (os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hub_cache(spec)):
-        raise ValueError(
-            f"--model {spec!r} is not a local folder and the Hub is offline (HF_HUB_OFFLINE=1); pass a folder "
-            f"with config.json and model.safetensors, or go online to download a Hub id"
-        )
     kw = dict(dtype=dt, trust_remote_code=trust_remote_code)
-    try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(spec, attn_implementation="sdpa", **kw)
-    except (ValueError, ImportError):  # a model class without SDPA support: default attention
-        model = transformers.AutoModelForCausalLM.from_pretrained(spec, **kw)
-    model.to(dev).eval()
-    return model, _load_tokenizer(spec, path if local else None, tokenizer, model, trust_remote_code)
-
-
-def _in_hub_cache(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # noqa: BLE001 - any failure means "not cached"
-        return False
+    with pretrained.model_load_errors(given, "--model"):
+        try:
+            model = transformers.AutoModelForCausalLM.from_pretrained(spec, attn_implementation="sdpa", **kw)
+        except (ValueError, ImportError):  # a model class without SDPA support: default attention
+            model = transformers.AutoModelForCausalLM.from_pretrained(spec, **kw)
+        model.to(dev).eval()
+        return model, _load_tokenizer(spec, path if local else None, tokenizer, model, trust_remote_code)
 
 
 def _load_tokenizer(spec, path: Path | None, name: str | None, model, trust_remote_code: bool):
@@ -212,7 +218,7 @@ def load_texts(source: str, split: str = "heldout", hf_split: str | None = None,
                exts: str = ".py", max_docs: int | None = None) -> list[str]:
     """Documents as strings: the offline stdlib corpus, local files, or a ``datasets`` split."""
     if hf_split is not None and source != "stdlib" and local_path("--data", source) is None:
-        import datasets
+        datasets = require("datasets", extra="train", purpose=f"reading --data {source!r} (a datasets name)")
 
         ds = datasets.load_dataset(source, split=hf_split, streaming=True)
         out = []
@@ -289,14 +295,20 @@ def family_retrieval_grid(model, tokenizer, filler, lengths: list[int], depths: 
 
 
 def run(args) -> int:
+    specs = check_models(args.model, args.task)  # before anything else: the same check as train, plan, reproduce
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.threads:
         torch.set_num_threads(args.threads)
     family = getattr(args, "family", "linear")
-    if args.task in BENCH_TASKS and family != "linear":
-        raise ValueError(f"--family {family} is not available for --task {args.task}, which applies g with the linear "
-                         f"family only (valid: linear); ntk and yarn work with --task ppl, passkey and needle")
     if args.task in BENCH_TASKS:  # imported here: lm-eval (the `bench` extra) is needed only for these
+        if args.task == "proofpile":
+            require("datasets", extra="train", purpose="--task proofpile (proof-pile is read with datasets)", load=False)
+        else:
+            require("lm_eval", extra="bench", purpose=f"--task {args.task}", load=False)
+        # the benchmark runners read --model as a folder, a .safetensors file or a Hub id: registered names
+        # become their converted folders here (the folder's name is the registered name)
+        args.model = ",".join(pretrained.resolve_model(s, "--model", files=_MODEL_FILES, files_note=_MODEL_FILES_NOTE)
+                              for s in specs)
         if args.task == "proofpile":
             from e2llm_lite.eval.proof_pile import run_cli
         else:

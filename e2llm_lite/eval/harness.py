@@ -12,14 +12,19 @@ measurable on the benchmarks the field uses, through ``lm-eval``'s own tasks, pr
     that request's token length ``n``; ``g=8`` — one fixed scale (Table 3's rows); ``g=config`` — no
     extra scaling, use the checkpoint's own ``rope_scaling`` (e.g. a folder written by
     :func:`e2llm_lite.save_for_scale`);
-  - ``family=linear`` — the scaling family, positions ``m / g`` (Eq. 4–5 with ``t = 0``); the only one
-    the core implements;
+  - ``family=linear|ntk|yarn`` — the scale family that applies each request's ``g``
+    (:mod:`e2llm_lite.scaling`): ``linear`` (default, the paper) = positions ``m / g`` (Eq. 4–5 with
+    ``t = 0``); ``ntk`` and ``yarn`` install the frequencies (and YaRN's cos/sin factor) that stock
+    transformers builds for ``rope_type`` ``default`` with an NTK base / ``yarn`` with ``factor = g`` and
+    ``original_max_position_embeddings = base_window`` — every forward runs inside
+    ``rope_scale(model, g, family, base_window)``. ``ntk`` / ``yarn`` need a base saved with
+    ``rope_type='default'`` (checked when the model loads);
   - ``truncation=middle|left`` — how inputs longer than ``max_length`` are cut (below);
   - ``max_length`` — the truncation length, the model's context size "indicated by the suffix of its
     name" (§5.2). Default: ``L·g`` for a fixed g, ``8·L`` for ``g=auto`` (E²-LLM-32K from a 4K base),
     lm-eval's own rule for ``g=config``.
 
-  The scale is applied with :func:`e2llm_lite.rope_scale` around the forward pass (loglikelihood,
+  The scale is applied with :func:`e2llm_lite.rope_scale` (of the chosen family) around the forward pass (loglikelihood,
   rolling loglikelihood) and around ``generate()`` — the KV cache is filled and read under the same
   scale, which ``tests/core/test_hf.py`` checks equals recomputation.
 
@@ -68,13 +73,14 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import normalize_gen_kwargs
 
 from e2llm_lite.atomic_files import save_json
-from e2llm_lite.hf import base_window_of, rope_scale, scale_for_length
+from e2llm_lite.hf import base_window_of, rope_base, rope_scale, rotary_modules, scale_for_length
+from e2llm_lite.scaling import FAMILIES as _FAMILY_FUNCTIONS
 from e2llm_lite.validation import check_int
 
 __all__ = ["E2LLM", "FAMILIES", "TRUNCATIONS", "middle_truncate", "hf_tokenizer", "parse_g", "AUTO_WINDOWS"]
 
-#: scaling families the core implements (positions m / g, Eq. 4–5 with t = 0 at inference)
-FAMILIES = ("linear",)
+#: scale families a request's g can be applied with (:data:`e2llm_lite.scaling.FAMILIES`; linear = the paper)
+FAMILIES = tuple(_FAMILY_FUNCTIONS)
 #: how an over-long input is cut: LongBench's middle rule (the paper, §5.2) or lm-eval's left rule
 TRUNCATIONS = ("middle", "left")
 #: with ``g=auto`` and no ``max_length``: max_length = AUTO_WINDOWS · L (E²-LLM-32K from a 4K base)
@@ -147,7 +153,7 @@ class E2LLM(HFLM):
                  max_length=None, tokenizer=None, g_log=None, **kwargs):
         self.g_rule = parse_g(g)
         if family not in FAMILIES:
-            raise ValueError(f"family={family!r} is not implemented; valid: {', '.join(FAMILIES)}")
+            raise ValueError(f"family={family!r} is not a RoPE scale family; valid: {', '.join(FAMILIES)}")
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation={truncation!r}; valid: {', '.join(TRUNCATIONS)}")
         self.family = family
@@ -160,6 +166,9 @@ class E2LLM(HFLM):
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, truncation=False, max_length=None, **kwargs)
         self.base_window = (_as_int("base_window", base_window, 1) if base_window is not None
                             else base_window_of(self.model))
+        if self.family != "linear" and self.g_rule != "config":
+            for m in rotary_modules(self.model):  # ntk / yarn need rope_type='default': fail now, not mid-run
+                rope_base(m, self.base_window)
         if max_length is not None:
             self._max_length = _as_int("max_length", max_length, 2)
         elif self.g_rule == "auto":
@@ -180,7 +189,10 @@ class E2LLM(HFLM):
         return 1 if self.g_rule == "config" else self.g_rule
 
     def _scaled(self, g: int):
-        return contextlib.nullcontext() if g == 1 else rope_scale(self.model, g)
+        """``rope_scale(model, g, family, base_window)``; nothing at ``g = 1`` (the identity in every family)."""
+        if g == 1:
+            return contextlib.nullcontext()
+        return rope_scale(self.model, g, family=self.family, base_window=self.base_window)
 
     def save_applied(self, path: str | os.PathLike) -> str:
         """Write :attr:`applied` (and the rule that produced it) as JSON, atomically."""

@@ -235,7 +235,7 @@ def run_longbench(lm, out_dir: str | os.PathLike | None = None, tasks: Iterable[
     res = {k.removesuffix("_local"): v for k, v in results["results"].items()}
     scores = scores_from_results({"results": res})
     summary = {"label": label, "scores": scores, "overall": overall(scores),
-               "applied": list(getattr(lm, "applied", [])), "limit": limit,
+               "applied": list(getattr(lm, "applied", [])), "family": getattr(lm, "family", "linear"), "limit": limit,
                "paper": {"tasks": _NAMES, "scores": PAPER_SCORES, "overall": PAPER_OVERALL},
                "lm_eval_version": lm_eval.__version__, "results": res}
     if out_dir is not None:
@@ -270,7 +270,8 @@ def run_ruler(lm, tokenizer: str, lengths: Sequence[int] = (4096,), tasks: Seque
                                       metadata={"tokenizer": str(tokenizer), "max_seq_lengths": [int(n) for n in lengths]},
                                       **evaluate_kw)
     table = {t: {str(n): results["results"][t].get(f"{n},none") for n in lengths} for t in tasks}
-    summary = {"accuracy": table, "applied": list(getattr(lm, "applied", [])), "lm_eval_version": lm_eval.__version__,
+    summary = {"accuracy": table, "applied": list(getattr(lm, "applied", [])), "family": getattr(lm, "family", "linear"),
+               "lm_eval_version": lm_eval.__version__,
                "results": results["results"]}
     if out_dir is not None:
         out = Path(out_dir)
@@ -303,7 +304,8 @@ def _g_arg(gs) -> int | str:
 
 def model_for_cli(args, load_model):
     """``(E2LLM, tokenizer source)`` for ``e2llm-lite eval --model …`` (a folder, a Hub id or fine-tuned
-    ``.safetensors`` on ``--base``), loaded with the CLI's own ``load_model`` so every ``--model`` form works."""
+    ``.safetensors`` on ``--base``), loaded with the CLI's own ``load_model`` so every ``--model`` form works.
+    ``--family`` picks the scale family that applies each request's g (:class:`E2LLM`'s ``family``)."""
     from e2llm_lite.eval.harness import E2LLM, hf_tokenizer
     from e2llm_lite.models import MINIATURE_ASSETS
 
@@ -320,7 +322,8 @@ def model_for_cli(args, load_model):
         tok = transformers.AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
         tok_source = args.model
     lm = E2LLM(pretrained=model, tokenizer=tok, base_window=args.base_window, g=_g_arg(args.g),
-               max_length=args.max_length, truncation=args.truncation, batch_size=args.batch_size)
+               family=getattr(args, "family", "linear"), max_length=args.max_length, truncation=args.truncation,
+               batch_size=args.batch_size)
     return lm, tok_source
 
 

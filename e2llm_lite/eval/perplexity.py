@@ -339,7 +339,10 @@ class PplGrid:
         ax.set_ylabel("perplexity")
         ax.set_title(title or f"sliding-window perplexity ({self.convention!r})")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        from e2llm_lite.pictures import distinguish_lines
+
+        distinguish_lines(ax)  # a marker per row; rows drawn on top of each other are marked "≈" in the key
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7.5, frameon=False)
         fig.tight_layout()
         if path is not None:
             save_fig(fig, path)

@@ -18,6 +18,11 @@ evaluation context length, a column of Table 3). What this module fixes, and wha
 * **Rows**: any list of ``(model, g)`` — Table 3's "E²-LLM-16K/32K/64K" are one model with
   ``g = 4, 8, 16``; ``g="auto"`` picks ``⌈window / L⌉`` per column (§4.2.3); rows stop at their
   own maximum length ("–" in the paper).
+* **Scale family** (``family=linear|ntk|yarn``, ``e2llm-lite eval --task proofpile --family``): how
+  each cell's ``g`` moves the RoPE frequencies (:mod:`e2llm_lite.scaling`). ``linear`` (the paper)
+  is :func:`~e2llm_lite.eval.perplexity.ppl_grid` with its own ``g``; ``ntk`` / ``yarn`` run each
+  cell inside :func:`e2llm_lite.hf.rope_scale` ``(model, g, family, base_window=L)`` with the
+  evaluator's ``g = 1``, as ``e2llm-lite eval --task ppl --family`` does.
 
 The data: ``datasets.load_dataset(PROOF_PILE, split="test")`` by default. ``datasets`` ≥ 4 no longer
 runs loading scripts, which ``hoskinson-center/proof-pile`` uses; pass ``data_files`` (local or
@@ -27,6 +32,7 @@ JSON-lines file in the same format stands in (the tests do that).
 from __future__ import annotations
 
 import os
+import contextlib
 import random
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -35,12 +41,13 @@ import torch
 
 from e2llm_lite.atomic_files import atomic_write, save_json
 from e2llm_lite.data import long_segments
-from e2llm_lite.eval.perplexity import PplGrid, ppl_grid
-from e2llm_lite.hf import base_window_of
+from e2llm_lite.eval.perplexity import PplGrid, perplexity, ppl_grid, resolve_g
+from e2llm_lite.hf import base_window_of, rope_base, rope_scale, rotary_modules
+from e2llm_lite.scaling import check_family
 from e2llm_lite.validation import check_int
 
 __all__ = ["PROOF_PILE", "TABLE3_LENGTHS", "TABLE3_STRIDE", "PAPER_TABLE3", "load_texts", "select_documents",
-           "load_proof_pile", "table3", "paper_markdown"]
+           "load_proof_pile", "table3", "family_grid", "paper_markdown"]
 
 PROOF_PILE = "hoskinson-center/proof-pile"
 #: Table 3's columns (evaluation windows) and the paper's sliding-window stride
@@ -120,24 +127,70 @@ def load_proof_pile(tokenizer, n_docs: int = 128, min_tokens: int = TABLE3_LENGT
 def table3(models: Mapping[str, tuple], docs: Sequence[torch.Tensor], lengths: Iterable[int] = TABLE3_LENGTHS,
            stride: int = TABLE3_STRIDE, conventions: Sequence[str] = ("all", "new"), *, base_window: int | None = None,
            batch_size: int = 1, progress: bool = False, out_dir: str | os.PathLike | None = None,
-           meta: dict | None = None) -> dict[str, PplGrid]:
+           meta: dict | None = None, family: str = "linear") -> dict[str, PplGrid]:
     """The Table-3 grid under each convention: ``{convention: PplGrid}``.
 
     ``models`` as in :func:`~e2llm_lite.eval.perplexity.ppl_grid`: name -> ``(model, g)`` or
-    ``(model, g, max_length)``. With ``out_dir``: ``table3_<convention>.{json,md,png}`` per convention
-    and ``table3_paper.md`` (the paper's numbers in the same layout).
+    ``(model, g, max_length)``. ``family`` applies each cell's g (module docstring; ``meta`` records it).
+    With ``out_dir``: ``table3_<convention>.{json,md,png}`` per convention and ``table3_paper.md``
+    (the paper's numbers in the same layout).
     """
+    check_family(family)
     lengths = list(lengths)
     grids = {}
     for conv in conventions:
-        grids[conv] = ppl_grid(models, docs, lengths, stride, convention=conv, base_window=base_window,
-                               batch_size=batch_size, progress=progress, meta=dict(meta or {}),
-                               out_dir=out_dir, stem=f"table3_{conv}")
+        if family == "linear":
+            grids[conv] = ppl_grid(models, docs, lengths, stride, convention=conv, base_window=base_window,
+                                   batch_size=batch_size, progress=progress, meta=dict(meta or {}, family=family),
+                                   out_dir=out_dir, stem=f"table3_{conv}")
+        else:
+            grids[conv] = family_grid(models, docs, lengths, stride, family, convention=conv, base_window=base_window,
+                                      batch_size=batch_size, progress=progress, meta=meta)
+            if out_dir is not None:
+                grids[conv].save(out_dir, f"table3_{conv}")
     if out_dir is not None:
         atomic_write(Path(out_dir) / "table3_paper.md", paper_markdown() + "\n")
         save_json({"paper": {k: {r: list(v) for r, v in rows.items()} for k, rows in PAPER_TABLE3.items()},
                    "lengths": list(TABLE3_LENGTHS)}, Path(out_dir) / "table3_paper.json")
     return grids
+
+
+def family_grid(models: Mapping[str, tuple], docs: Sequence[torch.Tensor], lengths: Iterable[int],
+                stride: int | None, family: str, *, convention: str = "new", base_window: int | None = None,
+                batch_size: int = 1, progress: bool = False, meta: dict | None = None) -> PplGrid:
+    """:func:`~e2llm_lite.eval.perplexity.ppl_grid` with each cell's g applied by scale family ``family``.
+
+    Cell ``(row, n)``: ``g = resolve_g(model, rule, n, L)``, then :func:`perplexity` (its own g = 1) inside
+    ``rope_scale(model, g, family, base_window=L)`` (nothing at g = 1, the identity in every family);
+    ``L = base_window`` or the model's ``max_position_embeddings``. Rows stop at their ``max_length``.
+    """
+    check_family(family)
+    lengths = [check_int("length", n, 2) for n in lengths]
+    rows, ppl, gs, ns = [], [], [], []
+    windows = set()
+    for name, spec in models.items():
+        if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+            raise ValueError(f"models[{name!r}] must be (model, g_rule) or (model, g_rule, max_length), got {spec!r}")
+        model, rule = spec[0], spec[1]
+        max_len = spec[2] if len(spec) == 3 else None
+        L = int(base_window) if base_window is not None else base_window_of(model)
+        windows.add(L)
+        for m in rotary_modules(model) if family != "linear" else ():  # ntk / yarn need rope_type='default'
+            rope_base(m, L)  # a one-line ValueError before any cell runs
+        row_p, row_g, row_n = [], [], []
+        for n in lengths:
+            if max_len is not None and n > max_len:
+                row_p.append(None), row_g.append(None), row_n.append(None)
+                continue
+            g = resolve_g(model, rule, n, L)
+            scaled = rope_scale(model, g, family=family, base_window=L) if g != 1.0 else contextlib.nullcontext()
+            with scaled:
+                r = perplexity(model, docs, n, stride, g=None, convention=convention, batch_size=batch_size,
+                               progress=progress)
+            row_p.append(r.ppl), row_g.append(g), row_n.append(r.n_tokens)
+        rows.append(name), ppl.append(row_p), gs.append(row_g), ns.append(row_n)
+    extra = {"family": family, "base_window": windows.pop() if len(windows) == 1 else sorted(windows)}
+    return PplGrid(rows, lengths, ppl, gs, ns, stride, convention, {**(meta or {}), **extra})
 
 
 def paper_markdown() -> str:
@@ -165,16 +218,19 @@ def run_cli(args, load_model) -> int:
     data = PROOF_PILE if args.data == "stdlib" else args.data
     docs, meta = load_proof_pile(loaded[0][2], n_docs=args.n_docs or 128, min_tokens=min_tokens, seed=args.seed,
                                  path=data, split=args.hf_split or "test", text_field=args.text_field)
+    family = getattr(args, "family", "linear")
+    suffix = "" if family == "linear" else f", {family}"
     rows = {}
     for spec, model, _ in loaded:
         name = Path(spec).stem if Path(spec).is_file() else (Path(spec).name or spec)
         L = args.base_window or base_window_of(model)
         for g in args.g:
-            label = f"{name} ({'g=auto' if g == 'auto' else 'g=1' if g is None else f'g={g:g}'})"
+            label = f"{name} ({'g=auto' if g == 'auto' else 'g=1' if g is None else f'g={g:g}'}{suffix})"
             # a fixed g serves up to g·L tokens: Table 3's E²-LLM-16K (g = 4) row stops at 16K ("–")
             rows[label] = (model, g) if g == "auto" else (model, g, int((g or 1) * L))
     grids = table3(rows, docs, lengths, args.stride or TABLE3_STRIDE, (args.convention,), base_window=args.base_window,
-                   batch_size=args.batch_size, progress=not args.no_progress, out_dir=args.out, meta=meta)
+                   batch_size=args.batch_size, progress=not args.no_progress, out_dir=args.out, meta=meta,
+                   family=family)
     for grid in grids.values():
         print(grid.to_markdown())
     print()

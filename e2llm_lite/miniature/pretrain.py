@@ -187,13 +187,15 @@ def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", default="runs/pretrain", help="checkpoints and token cache (resumable)")
-    p.add_argument("--out", default=None, help="where to write the base (default: RUN_DIR/base)")
+    from e2llm_lite.validation import int_arg, out_folder_arg, path_arg
+
+    p.add_argument("--run-dir", type=out_folder_arg("--run-dir"), default="runs/pretrain", help="checkpoints and token cache (resumable)")
+    p.add_argument("--out", type=out_folder_arg("--out"), default=None, help="where to write the base (default: RUN_DIR/base)")
     p.add_argument("--install", action="store_true", help="also copy the base into the package assets")
-    p.add_argument("--steps", type=int, default=BaseSpec.steps, help="optimizer steps")
-    p.add_argument("--seed", type=int, default=BaseSpec.seed, help="seed (model init, window order)")
-    p.add_argument("--corpus", default=None, help="text file or folder, or a `datasets` name (default: stdlib .py files)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=BaseSpec.steps, help="optimizer steps")
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=BaseSpec.seed, help="seed (model init, window order)")
+    p.add_argument("--corpus", type=path_arg("--corpus"), default=None, help="text file or folder, or a `datasets` name (default: stdlib .py files)")
+    p.add_argument("--threads", type=int_arg("--threads", 1), default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -1,7 +1,7 @@
 r"""Figures, claim verdicts and the generated ``REPORT.md`` of ``e2llm-lite reproduce``.
 
 Each plot helper returns ``(fig, ax)``, has a fixed size and writes a PNG atomically. :func:`claims`
-turns the measured numbers into a verdict per claim of the issue / paper:
+turns the measured numbers into a verdict per claim of the paper:
 
 (a) ``none`` blows up past L (Table 3, first row; we call a steady rise to ≥ 1.5× at 16·L a blow-up);
 (b) PI is fine up to its trained length g·L and worse past it;
@@ -38,13 +38,17 @@ PAPER = {
 }
 
 
-def _finish(fig, ax, path, title: str):
-    """Common end of the line plots: title, grid, legend, save (and close) when ``path`` is given."""
+def _finish(fig, ax, path, title: str, legend_below: bool = False):
+    """Common end of the line plots: title, grid, legend (inside, or under the axes in two columns with
+    ``legend_below``: for keys too big to find an empty corner), save (and close) when ``path`` is given."""
     import matplotlib.pyplot as plt
 
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend_below:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    else:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
         save_fig(fig, path)
@@ -54,17 +58,12 @@ def _finish(fig, ax, path, title: str):
 
 def log_y(ax, label: str = "perplexity") -> None:
     """Log y axis whose ticks read as plain numbers (30, 35, 40 …) instead of clipped "3.4×10¹" minor
-    labels, and a y label; call ``fig.tight_layout()`` afterwards (the tick labels changed width)."""
-    from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter, NullLocator
+    labels, with a tick at or below the lowest point and one at or above the highest (every point inside the
+    labelled range; :func:`e2llm_lite.pictures.plain_log_axis`), and a y label; call ``fig.tight_layout()``
+    afterwards (the tick labels changed width)."""
+    from e2llm_lite.pictures import plain_log_axis
 
-    ax.set_yscale("log")
-    lo, hi = ax.get_ylim()
-    ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 5, 10]).tick_values(lo, hi) if lo <= t <= hi and t > 0]
-    ax.yaxis.set_major_locator(FixedLocator(ticks))
-    ax.set_yticklabels([f"{t:g}" for t in ticks])
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(lo, hi)
+    plain_log_axis(ax, "y")
     ax.set_ylabel(label)
 
 
@@ -84,8 +83,16 @@ def save_grid(grid, json_path, stem, title: str) -> None:
     stem = Path(stem)
     md = f"### {title}\n\n" + grid.to_markdown() + "\n"
     atomic_write(stem.with_suffix(".md"), md)
+    from e2llm_lite.pictures import distinguish_lines
+
     fig, ax = grid.plot(None, title=title)
     log_y(ax)
+    # one marker per row, lines that coincide drawn apart and named so ("≈") in the key, which sits under the
+    # axes: inside it hid lines (and Table 3's E² line sat unseen under P(g) ∝ 1/g's)
+    distinguish_lines(ax)
+    rows = -(-len(ax.get_legend_handles_labels()[1]) // 2)
+    fig.set_size_inches(8.0, 4.0 + 0.17 * rows)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     save_fig(fig, stem.with_suffix(".png"))
     plt.close(fig)
@@ -99,6 +106,10 @@ def plot_fig4(res: dict, path=None):
     for k in res["keys"]:
         pts = [(p["step"], p[k]) for p in res["points"] if k in p]
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=k.replace("ppl@", "PPL at "))
+    from matplotlib.ticker import MaxNLocator
+
+    # matplotlib's default ticks, whole numbers only: steps (the quick profile's 0–2 read "0.25, 0.50 …")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
     ax.set_xlabel("E² fine-tuning step")
     ax.set_ylabel("perplexity (g = length / L)")
     return _finish(fig, ax, path, "Fig. 4 in miniature: quality vs fine-tuning steps")
@@ -132,7 +143,10 @@ def plot_fig6(grids: dict, path=None):
     fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
     for ax, (label, grid) in zip(axes[0], grids.items()):
         plot_heatmap(grid, ax=ax, title=label)
-    fig.suptitle("Fig. 6 in miniature: passkey exact match", fontsize=10)
+        for t in ax.texts:  # the cell numbers: legible when the row of panels is shown at page width
+            t.set_fontsize(9)
+        ax.set_xticks(range(len(grid["lengths"])), [_k_label(n) for n in grid["lengths"]])  # "1K", "2K": no overlap
+    fig.suptitle("Fig. 6 in miniature: passkey exact match", fontsize=12)
     fig.tight_layout()
     if path is not None:
         save_fig(fig, path)
@@ -281,7 +295,7 @@ def plot_families(res: dict, path=None):
     import matplotlib.pyplot as plt
 
     colors = {"linear": "#1f5fbf", "ntk": "#d95f02", "yarn": "#1b9e77"}
-    fig, ax = plt.subplots(figsize=(8.0, 4.2))
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
     lengths = res["lengths"]
     for name, vals in zip(res["rows"], res["ppl"]):
         fam = next((f for f in colors if name.startswith(f"E²-{f} (g = length")), None)
@@ -298,7 +312,21 @@ def plot_families(res: dict, path=None):
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_xlabel("evaluation window (tokens)")
     ax.set_ylabel("perplexity")
-    return _finish(fig, ax, path, "E² over RoPE scale families (g = length / L)")
+    from e2llm_lite.pictures import distinguish_lines
+
+    # markers and dashes already say E² / zero-shot / PI: coinciding lines (E²-ntk and E²-yarn in the quick
+    # profile) get a pale wide first line and "≈" in the key
+    distinguish_lines(ax, markers=False, dashes=False)
+    return _finish(fig, ax, path, "E² over RoPE scale families (g = length / L)", legend_below=True)
+
+
+def _gain_words(ratio: float | None, gain: bool) -> str:
+    """How a best-long ÷ control-at-L ratio compares with the paper's (``PAPER_RATIOS["long_gain"]``, 32K ÷ 4K)."""
+    p = PAPER_RATIOS["long_gain"]
+    if not gain:
+        return f"not below it (the paper: {p:.2f}, {1 - p:.0%} below)."
+    return (f"{1 - ratio:.1%} below it, " + ("as far below as the paper's" if ratio <= p else "far less than the paper's")
+            + f" {p:.2f} ({1 - p:.0%} below).")
 
 
 def families_markdown(res: dict, L: int) -> str:
@@ -328,7 +356,7 @@ def families_markdown(res: dict, L: int) -> str:
             f"{_fmt(lin.get('short_cost_fixed_g'), 3)} — {'closed (≤ 1.05, the paper pays 1.02)' if closes else 'not closed'}"
             f"{', lower than linear' if better else ', not lower than linear'}; best long context "
             f"{_fmt(r['long_gain'], 3)} × the control at L — "
-            + ("below it, as the paper's 0.84." if gain else "not below it (the paper: 0.84).")
+            + _gain_words(r["long_gain"], gain)
         )
     zero = rat.get("zero_shot", {})
     if zero:
@@ -475,14 +503,14 @@ def _paper_t3() -> str:
 LEVERS = """\
 | lever | what it did (measured) |
 |---|---|
-| BPE of 2K tokens instead of bytes (probe) | the base *uses* its window (loss 3.88 at positions 0–8 → 2.75 at 128–256) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
+| BPE of 2K tokens instead of bytes (probe) | the base *uses* its window (its loss falls with the position inside the window) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
 | L = 256 instead of 128 (probe) | more text per window; together with BPE the regime where long context pays. Kept. |
 | whole files as documents, held-out files scored on the same tokens at every length | every column of Table 3 scores the same tokens; only the context changes. Kept. |
-| passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer, 900 steps × 8 × 256) | **dropped**: 0 % exact even at L, and the LM stalled at PPL 146 @L (the answer loss competed with language modelling on a budget of 1.8 M tokens). The shipped base is a pure LM: 1,200 steps × 16 × 256 (4.9 M tokens). |
-| fine-tuning lr 5e-4 with 12.5 % passkey rows (first full run) | **dropped**: every scheme got *worse* than the base it started from — the `none` control rose from 40.1 to 50.9 (calendar.py) and 3.3 to 3.6 (a codec table) at L, E² at L from 31.7 to 45.6 on the Fig. 4 files — and no retrieval was learnt. Final: lr 2e-4 (the end of pre-training's cosine), no passkey rows (`pk_frac = 0`; the quick profile keeps 12.5 % to exercise the code path). |
-| evaluation files: first long held-out files in path order → sha256 order without `encodings/` | the alphabetical pick took 4 generated codec tables (PPL ~3.5) and 3 ordinary files (PPL ~40): the mean was dominated by file type, not context. Final: 8 files by path hash, codec tables excluded (names in `results/reproduce.json`). |
+| passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer, 900 steps × 8 × 256) | **dropped**: 0 % exact even at L, and the LM stalled at PPL 146 @L (the answer loss competed with language modelling on a budget of 900 × 8 × 256 = 1.8 M tokens). The shipped base is a pure LM: 1,200 steps × 16 × 256 (4.9 M tokens). |
+| fine-tuning lr 5e-4 with one passkey row in eight (first full run) | **dropped**: every scheme got *worse* at L than the base it started from — the `none` control on an ordinary file and on a codec table, E² on the Fig. 4 files — and no retrieval was learnt. Final: lr 2e-4 (the end of pre-training's cosine), no passkey rows (`pk_frac = 0`; the quick profile keeps one row in eight to exercise the code path). |
+| evaluation files: first long held-out files in path order → sha256 order without `encodings/` | the alphabetical pick took 4 generated codec tables (perplexity about a tenth of an ordinary file's) and 3 ordinary files: the mean was dominated by file type, not context. Final: 8 files by path hash, codec tables excluded (names in `results/reproduce.json`). |
 | E² for 3× the fine-tuning steps (extra run `e2-x3`, continued from the `e2` checkpoint) | measured in this run: the "Levers" table; the strongest lever — long-context PPL keeps falling with steps (Fig. 4). |
-| probe: teach the shipped base passkey retrieval at L first (4 of 8 rows passkey, answer CE weight 1, lr 1e-3) | 0 % exact at L (20 samples) after 200, 400 and 600 steps (2,400 passkey samples, ~4 min): no copy circuit at L to extend, so claim (e) could not be tested further on this budget. |
+| probe: teach the shipped base passkey retrieval at L first (4 of 8 rows passkey, answer CE weight 1, lr 1e-3) | 0 % exact at L (20 samples) after 200, 400 and 600 steps (600 steps × 4 passkey rows = 2,400 samples, ~4 min): no copy circuit at L to extend, so claim (e) could not be tested further on this budget. |
 | P(g) ∝ 1/g instead of uniform (extra run `e2-harmonic`) | measured in the same run: Table 3 row "E², P(g) ∝ 1/g" and the Discussion. |
 | threads: 1 instead of 2 for evaluation while other jobs load the 2 cores | 5× faster wall time under load (one forward pass of small matrices waits on the slower thread); 2 threads are faster on an idle machine (`--threads`). |
 """
@@ -515,7 +543,7 @@ def write_report(out: dict, summary: dict, path) -> str:
         f"{pre.get('spec', {}).get('steps', '?')} steps "
         f"({pre.get('wall_s', {}).get('total_this_call', '?')} s on a 2-core CPU shared with other jobs)"
         + ("; `e2llm-lite pretrain` rebuilt the shipped weights byte for byte when checked (Python 3.11.7, "
-           "torch 2.13 CPU, 2 threads; 1,520 s)." if base.get("path") == "assets" else "."),
+           "torch 2.13 CPU, 2 threads)." if base.get("path") == "assets" else "."),
         f"- Fine-tuning: every scheme from the same base, {p['ft_steps']} steps × {p['ft_batch']} × {L} tokens "
         f"(PI: {max(1, p['ft_batch'] // p['pi_scale'])} × {p['pi_scale'] * L}), lr {p['lr']}, AdamW β = (0.9, 0.95), "
         f"G_max = {p['g_max']}, {int(p['pk_frac'] * 100)} % passkey rows; seed {summary['seed']}.",

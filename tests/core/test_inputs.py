@@ -1,4 +1,4 @@
-"""Hand-built draws and sampler inputs are validated (issue: a newcomer's first hour, item 8).
+"""Hand-built draws and sampler inputs are validated.
 
 A float scale is never truncated silently, g outside G = {1..G_max} never reaches the model, an empty
 window is refused, and integer-like numbers (NumPy, 0-d torch) are accepted — or refused with a

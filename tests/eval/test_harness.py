@@ -23,7 +23,7 @@ from e2llm_lite.eval import longbench as LB
 from e2llm_lite.eval import proof_pile as PP
 from e2llm_lite.eval.harness import E2LLM, hf_tokenizer, middle_truncate, parse_g
 from e2llm_lite.eval.perplexity import perplexity
-from e2llm_lite.hf import current_scale
+from e2llm_lite.hf import current_family, current_scale, rotary_modules
 from e2llm_lite.models import MINIATURE_ASSETS, load_base, tiny_model
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -139,6 +139,75 @@ def test_g1_rolling_loglikelihood_equals_plain_hflm(tiny, tok):
     assert ours == plain
 
 
+def _rope_log(model):
+    """Per forward call: (input width, scale, family, [(inv_freq, attention_scaling) of every rotary module])."""
+    log, mods = [], rotary_modules(model)
+
+    def hook(m, args, kw):
+        ids = kw.get("input_ids") if kw.get("input_ids") is not None else args[0]
+        log.append((ids.shape[1], current_scale(m), current_family(m),
+                    [(r.inv_freq.detach().clone(), float(r.attention_scaling)) for r in mods]))
+
+    return log, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _installed(model, g: int, family: str, L: int):
+    """What rope_scale(model, g, family, L) installs: [(inv_freq, attention_scaling)] per rotary module."""
+    with rope_scale(model, g, family=family, base_window=L):
+        return [(r.inv_freq.detach().clone(), float(r.attention_scaling)) for r in rotary_modules(model)]
+
+
+@pytest.mark.parametrize("family", ["linear", "ntk", "yarn"])
+def test_every_forward_runs_under_rope_scale_of_the_family(family, tiny, tok, tmp_path):
+    L = 64
+    lm = _lm(tiny, tok, base_window=L, g="auto", family=family, max_length=512)
+    lengths = (30, 100, 300)  # g = 1, 2, 5
+    reqs = [Instance("loglikelihood", {}, (" ".join(["tok"] * n), " end"), i) for i, n in enumerate(lengths)]
+    gk = {"until": [], "max_gen_toks": 6, "do_sample": False}
+    gens = [Instance("generate_until", {}, ("a b c " * k, dict(gk)), i) for i, k in enumerate((3, 40))]
+    log, h = _rope_log(tiny)
+    try:
+        got = lm.loglikelihood(reqs, disable_tqdm=True)
+        lm.generate_until(gens, disable_tqdm=True)
+    finally:
+        h.remove()
+    assert [r["g"] for r in lm.applied] == [scale_for_length(r["n_tokens"], L) for r in lm.applied]
+    used = sorted({r["g"] for r in lm.applied})
+    assert used[0] == 1 and len(used) >= 3 and len(log) > len(reqs)  # generation: one forward per new token
+    want = {g: _installed(tiny, g, family, L) for g in used}
+    seen = set()
+    for _, g, fam, state in log:  # every forward, prefill and each cached decoding step alike
+        assert fam == (family if g > 1 else "linear")  # g = 1: no scope, the model as loaded
+        ref = want[int(g)]
+        assert all(torch.equal(f, rf) and a == ra for (f, a), (rf, ra) in zip(state, ref))
+        seen.add(int(g))
+    assert seen == set(used)
+    if family != "linear":  # the family really differs from PI at g > 1, so the check above can fail
+        lin = _installed(tiny, 2, "linear", L)
+        assert not torch.equal(want[2][0][0], lin[0][0])
+    if family == "yarn":
+        top = used[-1]
+        assert want[top][0][1] == pytest.approx(0.1 * math.log(top) + 1)  # YaRN's sqrt(1/t) on cos / sin
+    for req, (ll, _) in zip(reqs, got):  # scores: the core's rope_scale(family), by hand
+        ctx, cont = lm._encode_pair(*req.args)
+        ids = torch.tensor([ctx + cont])[:, :-1]
+        with torch.no_grad(), rope_scale(tiny, scale_for_length(ids.shape[1], L), family=family, base_window=L):
+            logp = torch.log_softmax(tiny(ids).logits.float(), -1)[0, -len(cont):]
+        assert ll == pytest.approx(logp.gather(-1, torch.tensor(cont)[:, None]).sum().item(), rel=1e-4)
+    saved = json.loads(Path(lm.save_applied(tmp_path / "g.json")).read_text())
+    assert saved["family"] == family and saved["applied"] == lm.applied
+
+
+def test_ntk_and_yarn_refuse_a_linear_scaled_checkpoint_at_load(tiny, tok, tmp_path):
+    from e2llm_lite import save_for_scale
+
+    folder = save_for_scale(tiny, tmp_path / "g4", 4, tokenizer=tok)  # rope_type = linear
+    for family in ("ntk", "yarn"):
+        with pytest.raises(ValueError, match="rope_type='default'"):
+            E2LLM(pretrained=folder, g="auto", family=family, device="cpu", dtype="float32")
+    assert E2LLM(pretrained=folder, g="config", family="yarn", device="cpu", dtype="float32").family == "yarn"
+
+
 def test_g_config_uses_the_checkpoints_rope_scaling_and_equals_a_fixed_g(tiny, tok, tmp_path):
     from e2llm_lite import save_for_scale
 
@@ -158,8 +227,8 @@ def test_bad_model_args_name_the_value():
     for bad in ("x", 0, "1.5", True):
         with pytest.raises(ValueError, match="g must be"):
             parse_g(bad)
-    with pytest.raises(ValueError, match="family='ntk'"):
-        E2LLM(pretrained=None, family="ntk")
+    with pytest.raises(ValueError, match="family='banana'.*linear, ntk, yarn"):
+        E2LLM(pretrained=None, family="banana")
     with pytest.raises(ValueError, match="truncation='right'"):
         E2LLM(pretrained=None, truncation="right")
     with pytest.raises(ValueError, match=r"RULER lengths \[1000\]"):  # lm-eval's RULER reports 4096 ... 131072 only
@@ -296,3 +365,59 @@ def test_cli_proofpile_runs_the_grid_on_a_local_stand_in(tmp_path, tok, capsys):
     assert meta["picked"] == grid["meta"]["picked"]
     assert grid["ppl"][1][1] == pytest.approx(perplexity(model, docs, 768, 64, g=3, convention="all").ppl, rel=1e-5)
     assert "Paper, Table 3, Llama-2 7B" in capsys.readouterr().out
+
+
+# --- --family in the benchmark runners (proof-pile, LongBench / RULER) -----------------------------
+
+
+def _eval_args(argv):
+    """``e2llm-lite eval`` arguments parsed by the eval command's own parser."""
+    import argparse
+
+    from e2llm_lite.eval import cli as eval_cli
+
+    parser = argparse.ArgumentParser()
+    eval_cli.add_arguments(parser)
+    return parser.parse_args(argv), eval_cli.load_model
+
+
+def test_proofpile_runner_applies_the_family_per_cell(tmp_path, capsys):
+    import sysconfig
+
+    std = Path(sysconfig.get_paths()["stdlib"])
+    texts = [(std / f).read_text() for f in ("bisect.py", "textwrap.py", "heapq.py", "shlex.py", "this.py")]
+    data = _write_jsonl(tmp_path / "pp.jsonl", texts)
+    grids = {}
+    for family in ("linear", "yarn"):
+        args, load_model = _eval_args(["--task", "proofpile", "--model", str(MINIATURE_ASSETS), "--data", str(data),
+                                       "--lengths", "128,768", "--stride", "64", "--g", "2,auto", "--n-docs", "2",
+                                       "--seed", "1", "--convention", "all", "--device", "cpu", "--no-progress",
+                                       "--family", family, "--out", str(tmp_path / family)])
+        assert PP.run_cli(args, load_model) == 0
+        grids[family] = json.loads((tmp_path / family / "table3_all.json").read_text())
+    lin, yarn = grids["linear"], grids["yarn"]
+    assert yarn["g"] == lin["g"] == [[2.0, None], [1.0, 3.0]]  # the same g per cell, 2 L = 512 < 768 ("–")
+    assert yarn["meta"]["family"] == "yarn" and lin["meta"]["family"] == "linear" and yarn["meta"]["base_window"] == 256
+    assert yarn["rows"] == ["assets (g=2, yarn)", "assets (g=auto, yarn)"]
+    assert yarn["ppl"][1][0] == lin["ppl"][1][0]  # 128 tokens: g = 1, the identity in every family
+    model, bpe, _ = load_base()
+    docs, _ = PP.load_proof_pile(bpe, n_docs=2, min_tokens=768, seed=1, path=str(data))
+    with rope_scale(model, 3, family="yarn", base_window=256):
+        ref = perplexity(model, docs, 768, 64, g=None, convention="all").ppl
+    assert yarn["ppl"][1][1] == pytest.approx(ref, rel=1e-5)
+    assert abs(yarn["ppl"][1][1] - lin["ppl"][1][1]) > 1e-4 * lin["ppl"][1][1]  # yarn at g = 3 is not PI
+    assert "| assets (g=auto, yarn) |" in capsys.readouterr().out
+
+
+def test_longbench_runner_passes_the_family_to_the_model(tmp_path):
+    out = tmp_path / "lb"
+    args, load_model = _eval_args(["--task", "longbench", "--model", str(MINIATURE_ASSETS), "--data",
+                                   str(DATA / "longbench"), "--bench-tasks", "trec", "--max-length", "512",
+                                   "--device", "cpu", "--family", "ntk", "--out", str(out)])
+    lm, _ = LB.model_for_cli(args, load_model)
+    assert lm.family == "ntk" and lm.base_window == 256
+    assert LB.run_cli(args, load_model) == 0
+    res = json.loads((out / "longbench.json").read_text())
+    applied = json.loads((out / "longbench_applied_g.json").read_text())
+    assert res["family"] == applied["family"] == "ntk" and len(res["applied"]) == 2
+    assert all(r["g"] == scale_for_length(r["n_tokens"], 256) for r in applied["applied"])

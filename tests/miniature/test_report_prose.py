@@ -1,4 +1,4 @@
-"""REPORT.md prose is generated from the run's own numbers (issue: the quick report reused full-profile prose).
+"""REPORT.md prose is generated from the run's own numbers (a quick report must not reuse full-profile prose).
 
 The results dicts below are built by hand, so every expected count and direction is derived here from
 the numbers put in — not copied from a run.

@@ -237,3 +237,42 @@ def test_full_8bit_resume_equals_uninterrupted(tiny_dir, tmp_path):
     run(2, tmp_path / "b")
     resumed = run(4, tmp_path / "b")
     assert all(torch.equal(straight[n], resumed[n]) for n in straight)
+
+
+_NO_BNB_SCRIPT = r"""
+import sys, tempfile
+from e2llm_lite.models import tiny_model
+from e2llm_lite.train import loading
+m = tiny_model(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64, base_window=32, seed=1)
+p = loading.apply_mode(m, loading.ModeConfig(mode="lora", device="cpu"))
+d = tempfile.mkdtemp()
+loading.save_adapter(p, d)
+base = tiny_model(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64, base_window=32, seed=1)
+q = loading.load_adapter(base, d, adapter_name="a")
+with loading.peft_without_bitsandbytes(q):
+    q.load_adapter(d, adapter_name="b")
+kinds = sorted({type(x).__module__ for x in q.modules() if type(x).__name__ == "Linear" and hasattr(x, "lora_A")})
+print("bitsandbytes" in sys.modules, kinds)
+"""
+
+
+def test_float_lora_does_not_import_bitsandbytes():
+    """A float model's LoRA (create, load, load a second adapter) leaves bitsandbytes unimported: installed,
+    peft would import it, and bitsandbytes >= 0.50 on an AVX512-BF16 CPU then asks the Hub for a kernel."""
+    import subprocess
+    import sys
+
+    assert importlib.util.find_spec("bitsandbytes") is not None, "the test environment installs bitsandbytes"
+    out = subprocess.run([sys.executable, "-c", _NO_BNB_SCRIPT], capture_output=True, text=True, check=True)
+    imported, kinds = out.stdout.strip().split(" ", 1)
+    assert imported == "False", out.stderr
+    assert kinds == "['peft.tuners.lora.layer']"  # plain LoRA layers, as peft builds them for a float model
+    assert "kernels-community" not in out.stderr
+
+
+def test_quantised_model_still_goes_through_peft_bitsandbytes(tiny_dir):
+    """The guard steps aside for a 4-bit model: its LoRA layers are peft's bitsandbytes ones."""
+    m = modes.load_model(tiny_dir, _cpu("qlora"))
+    p = modes.apply_mode(m, _cpu("qlora"))
+    kinds = {type(x).__module__ for x in p.modules() if hasattr(x, "lora_A") and hasattr(x, "base_layer")}
+    assert "peft.tuners.lora.bnb" in kinds
