@@ -115,7 +115,7 @@ def export_folder(work: Path, name: str, run: str | None, family: str, g: int) -
     folder = work / name
     if (folder / "model.safetensors").is_file():
         return folder
-    from e2llm_lite.miniature.real_profile import load_shipped
+    from e2llm_lite.studies.real_model.profile import load_shipped
     from e2llm_lite.pretrained import load_pretrained
 
     if run is None:
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     converter = find_converter(args.converter)
     import llama_cpp
 
-    from e2llm_lite.miniature.real_profile import eval_docs
+    from e2llm_lite.studies.real_model.profile import eval_docs
     from e2llm_lite.pretrained import load_pretrained
 
     _, tok = load_pretrained("smollm2-135m")

@@ -21,7 +21,7 @@ tokens of a window to 3.33 on positions 128–255 (128 windows of 256 tokens cut
 evaluation segments of :func:`eval_segments`; re-measure with :func:`e2llm_lite.models.load_base` and a
 per-position ``cross_entropy``) — and blows up past it (``results/table3.json``, row "base"): the
 regime the paper studies.
-The shipped BPE (``miniature/assets/tokenizer.json``) is rebuilt by :func:`train_bpe` from the train split.
+The shipped BPE (``assets/base/tokenizer.json``, beside the shipped base model) is rebuilt by :func:`train_bpe` from the train split.
 
 **Packing.** :class:`PackedWindows` concatenates documents (an end-of-text id between them) and
 serves batches of ``R``-token windows at random offsets. ``get_batch(i)`` is a pure function of
@@ -45,7 +45,7 @@ __all__ = [
     "Corpus",
     "ByteTokenizer",
     "BPETokenizer",
-    "ASSETS",
+    "BASE_ASSETS",
     "stdlib_root",
     "is_heldout",
     "load_corpus",
@@ -61,7 +61,9 @@ __all__ = [
 ]
 
 #: folder of the shipped tokenizer and base model
-ASSETS = Path(__file__).resolve().parent / "miniature" / "assets"  # the shipped miniature base (models.MINIATURE_ASSETS)
+#: the shipped base model and its BPE tokenizer (package data owned by the top level: every study and the CLI
+#: defaults read it; ``e2llm-lite pretrain --install`` rebuilds it)
+BASE_ASSETS = Path(__file__).resolve().parent / "assets" / "base"
 
 #: default share of files held out for evaluation (by path hash, see module docstring)
 HELDOUT_FRAC = 0.1
@@ -271,10 +273,10 @@ def train_bpe(texts: Sequence[str], vocab_size: int = 2048, max_chars: int | Non
 
 
 def load_tokenizer(name: str | os.PathLike = "bpe"):
-    """``"bytes"``, ``"bpe"`` (the shipped ``miniature/assets/tokenizer.json``) or a path to a tokenizer JSON."""
+    """``"bytes"``, ``"bpe"`` (the shipped ``assets/base/tokenizer.json``) or a path to a tokenizer JSON."""
     if str(name) == "bytes":
         return ByteTokenizer()
-    path = ASSETS / "tokenizer.json" if str(name) == "bpe" else Path(name)
+    path = BASE_ASSETS / "tokenizer.json" if str(name) == "bpe" else Path(name)
     if not path.is_file():
         hint = " (run `e2llm-lite pretrain` to rebuild the shipped assets)" if str(name) == "bpe" else ""
         raise ValueError(f"tokenizer {str(name)!r}: no file {path}{hint}; valid: 'bytes', 'bpe' or a JSON path")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ARCHITECTURES", "MINIATURE_ASSETS", "tiny_config", "tiny_model", "load_base"]
+__all__ = ["ARCHITECTURES", "BASE_ASSETS", "tiny_config", "tiny_model", "load_base"]
 
 #: the shipped miniature base (model, BPE tokenizer, recipe), rebuilt by ``e2llm-lite pretrain``; shared
 #: because it is also the default model of ``e2llm-lite eval`` and the notebooks' CPU path.
-MINIATURE_ASSETS = Path(__file__).resolve().parent / "miniature" / "assets"
+from e2llm_lite.data import BASE_ASSETS  # noqa: E402  (the shipped base: one definition, in data)
 
 #: family -> (config class name, model class name) in ``transformers``
 ARCHITECTURES = {
@@ -75,13 +75,13 @@ def tiny_model(arch: str = "llama", seed: int = 0, attn_implementation: str = "s
 
 
 def load_base(path: str | os.PathLike | None = None):
-    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`e2llm_lite.miniature.pretrain.save_base`."""
+    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`e2llm_lite.studies.miniature.pretrain.save_base`."""
     import transformers
     from safetensors.torch import load_file
 
     from e2llm_lite.data import BPETokenizer
 
-    path = Path(path) if path is not None else MINIATURE_ASSETS
+    path = Path(path) if path is not None else BASE_ASSETS
     if not (path / "model.safetensors").is_file():
         raise ValueError(f"no base model in {path} (model.safetensors missing); run `e2llm-lite pretrain`")
     cfg = transformers.AutoConfig.from_pretrained(str(path))

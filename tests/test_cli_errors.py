@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from e2llm_lite import cli, optional, pretrained
-from e2llm_lite.data import ASSETS
+from e2llm_lite.data import BASE_ASSETS
 
-A = str(ASSETS)  # a real local model folder: the shipped miniature base
+A = str(BASE_ASSETS)  # a real local model folder: the shipped base
 OUT = "{out}"  # replaced by a folder under tmp_path
 FILE = "{file}"  # replaced by an existing file under tmp_path
 DIR = "{dir}"  # replaced by an existing folder under tmp_path that is not a model (no config.json)
@@ -390,7 +390,7 @@ def test_train_smollm2_by_its_registered_name(real_model, tmp_path, monkeypatch,
 def test_shipped_adapters_without_peft_name_the_real_extra(monkeypatch):
     """``real_profile.live_demo()`` without peft: one line with ``pip install "e2llm-lite[real]"``, before the
     model is loaded."""
-    from e2llm_lite.miniature import real_profile
+    from e2llm_lite.studies.real_model import profile as real_profile
 
     monkeypatch.setitem(sys.modules, "peft", None)
     monkeypatch.setattr(pretrained, "load_pretrained", lambda *a, **k: pytest.fail("loaded the model first"))

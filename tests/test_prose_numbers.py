@@ -66,9 +66,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 REPORTS = sorted((ROOT / "figures").glob("REPORT*.md"))
 
 #: shipped JSON: the results of the studies and the package's copies of them (the tokenizer is not a result)
-SHIPPED_GLOBS = ("results/*.json", "results/*/*.json", "e2llm_lite/miniature/assets/**/*.json", "figures/*.json",
-                 "benchmarks/*.json")
-EXCLUDED = {"e2llm_lite/miniature/assets/tokenizer.json"}
+SHIPPED_GLOBS = ("results/*.json", "results/*/*.json", "e2llm_lite/assets/base/**/*.json",
+                 "e2llm_lite/studies/*/assets/**/*.json", "figures/*.json", "benchmarks/*.json")
+EXCLUDED = {"e2llm_lite/assets/base/tokenizer.json"}
 #: the JSON each generated report is written from
 REPORT_SOURCES = {
     "figures/REPORT.md": "results/*.json",
@@ -77,14 +77,14 @@ REPORT_SOURCES = {
 }
 #: ``<module>.shipped_results()`` reads these files
 SHIPPED_BY = {
-    "reproduce": "e2llm_lite/miniature/assets/full/*.json",
-    "real_profile": "e2llm_lite/miniature/assets/real_profile.json",
-    "retrieval_base": "e2llm_lite/miniature/assets/retrieval/*.json",
+    "reproduce": "e2llm_lite/studies/miniature/assets/full/*.json",
+    "real_profile": "e2llm_lite/studies/real_model/assets/real_profile.json",
+    "retrieval_base": "e2llm_lite/studies/retrieval/assets/*.json",
 }
 #: longer JSON lists are step-by-step curves or per-token data, not numbers that prose quotes
 MAX_LIST = 40
 #: the package's modules whose ``PAPER*`` constants transcribe the paper
-PAPER_MODULES = ("e2llm_lite.miniature.report", "e2llm_lite.eval.proof_pile", "e2llm_lite.eval.longbench",
+PAPER_MODULES = ("e2llm_lite.studies.miniature.report", "e2llm_lite.eval.proof_pile", "e2llm_lite.eval.longbench",
                  "e2llm_lite.train.distributed")
 
 CODE = "\u2039code\u203a"  # what a code span becomes: "`llm` 0.36" reads as a version

@@ -107,7 +107,7 @@ def test_colab_check_fails_on_a_stale_notebook(tmp_path, capsys):
 
 
 def test_full_profile_results_ship_as_package_data():
-    from e2llm_lite.miniature.reproduce import SHIPPED, full_profile_seconds, shipped_results
+    from e2llm_lite.studies.miniature.reproduce import SHIPPED, full_profile_seconds, shipped_results
 
     res = shipped_results()
     assert {"table3", "table4", "table5", "table3_levers", "fig4", "fig5", "fig6", "reproduce"} <= set(res)
@@ -117,14 +117,18 @@ def test_full_profile_results_ship_as_package_data():
     assert run["profile"]["name"] == "full"
     assert full_profile_seconds() == round(sum(run["wall_s"].values()), 1)
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert any(pat in ("miniature/assets/**/*", "miniature/assets/full/*") for pat in package_data["e2llm_lite"])
+    pkg = ROOT / "e2llm_lite"
+    declared = {f for pat in package_data["e2llm_lite"] for f in pkg.glob(pat) if f.is_file()}
+    assets = {f for d in [pkg / "assets", *pkg.glob("studies/*/assets")] for f in d.rglob("*")
+              if f.is_file() and "__pycache__" not in f.parts}
+    assert assets and assets <= declared, sorted(str(f.relative_to(pkg)) for f in assets - declared)
 
 
 # --- core dependencies ---------------------------------------------------------------------------
 
 #: modules the main job (`e2llm-lite reproduce`) and the CLI's entry run through
 MAIN_JOB = ["cli.py", "data.py", "models.py", "augment.py", "hf.py", "rope.py", "validation.py", "atomic_files.py",
-            "miniature/reproduce.py", "miniature/report.py", "miniature/pretrain.py", "train/loop.py",
+            "studies/miniature/reproduce.py", "studies/miniature/report.py", "studies/miniature/pretrain.py", "train/loop.py",
             "eval/perplexity.py", "eval/retrieval.py"]
 #: imported modules provided by a core dependency under another name
 PROVIDED = {"huggingface_hub": "transformers", "yaml": "pyyaml"}

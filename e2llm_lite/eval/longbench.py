@@ -307,11 +307,11 @@ def model_for_cli(args, load_model):
     ``.safetensors`` on ``--base``), loaded with the CLI's own ``load_model`` so every ``--model`` form works.
     ``--family`` picks the scale family that applies each request's g (:class:`E2LLM`'s ``family``)."""
     from e2llm_lite.eval.harness import E2LLM, hf_tokenizer
-    from e2llm_lite.models import MINIATURE_ASSETS
+    from e2llm_lite.models import BASE_ASSETS
 
     model, _ = load_model(args.model, None, args.device, args.dtype, args.trust_remote_code, args.base)
     path = Path(args.model)
-    folder = path if path.is_dir() else (Path(args.base) if args.base else MINIATURE_ASSETS) if path.suffix == ".safetensors" else None
+    folder = path if path.is_dir() else (Path(args.base) if args.base else BASE_ASSETS) if path.suffix == ".safetensors" else None
     if args.tokenizer is not None and Path(args.tokenizer).is_dir():
         folder = Path(args.tokenizer)
     if folder is not None:

@@ -239,7 +239,7 @@ def passkey_batch(
     """A training batch: ``(input_ids (B, length), answer_mask (B, length) bool)``.
 
     Row ``b`` is a full sample (prompt + answer); ``answer_mask`` marks the answer tokens (add their
-    cross-entropy to the LM loss, as :func:`e2llm_lite.miniature.pretrain.passkey_mix` does). Depths are uniform in [0, 1] unless given.
+    cross-entropy to the LM loss, as :func:`e2llm_lite.studies.miniature.pretrain.passkey_mix` does). Depths are uniform in [0, 1] unless given.
     """
     gen = _generator(generator)
     ids, masks = [], []

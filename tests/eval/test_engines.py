@@ -92,9 +92,9 @@ def test_exports_agree_in_every_engine_and_reload_bit_exactly(model, family, g, 
 
 def test_the_tokenizer_limit_is_raised_to_the_served_length(model, tmp_path):
     from e2llm_lite.eval.harness import hf_tokenizer
-    from e2llm_lite.models import MINIATURE_ASSETS
+    from e2llm_lite.models import BASE_ASSETS
 
-    tok = hf_tokenizer(MINIATURE_ASSETS)
+    tok = hf_tokenizer(BASE_ASSETS)
     tok.model_max_length = L  # vLLM caps its length at this (tokenizer_config.json)
     folder = tmp_path / "yarn4"
     save_for_scale(model, folder, 4, tokenizer=tok, family="yarn")

@@ -24,7 +24,7 @@ from e2llm_lite.eval import proof_pile as PP
 from e2llm_lite.eval.harness import E2LLM, hf_tokenizer, middle_truncate, parse_g
 from e2llm_lite.eval.perplexity import perplexity
 from e2llm_lite.hf import current_family, current_scale, rotary_modules
-from e2llm_lite.models import MINIATURE_ASSETS, load_base, tiny_model
+from e2llm_lite.models import BASE_ASSETS, load_base, tiny_model
 
 DATA = Path(__file__).resolve().parent / "data"
 LB_TASKS = ("narrativeqa", "multifieldqa_zh", "trec", "lcc")
@@ -35,7 +35,7 @@ MAX_GEN = 16  # generation budget for the offline run (lm-eval's gen_kwargs over
 
 @pytest.fixture(scope="module")
 def tok():
-    return hf_tokenizer(MINIATURE_ASSETS)
+    return hf_tokenizer(BASE_ASSETS)
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +302,7 @@ def test_overall_reproduces_the_papers_printed_averages():
 
 def test_cli_longbench_on_local_files(tmp_path, capsys):
     out = tmp_path / "lb"
-    rc = cli.main(["eval", "--task", "longbench", "--model", str(MINIATURE_ASSETS), "--data", str(DATA / "longbench"),
+    rc = cli.main(["eval", "--task", "longbench", "--model", str(BASE_ASSETS), "--data", str(DATA / "longbench"),
                    "--bench-tasks", "trec,lcc", "--max-length", "512", "--device", "cpu", "--out", str(out)])
     assert rc == 0
     res = json.loads((out / "longbench.json").read_text())
@@ -353,7 +353,7 @@ def test_cli_proofpile_runs_the_grid_on_a_local_stand_in(tmp_path, tok, capsys):
     texts = [(std / f).read_text() for f in ("bisect.py", "textwrap.py", "heapq.py", "shlex.py", "this.py")]
     data = _write_jsonl(tmp_path / "pp.jsonl", texts)
     out = tmp_path / "t3"
-    rc = cli.main(["eval", "--task", "proofpile", "--model", str(MINIATURE_ASSETS), "--data", str(data),
+    rc = cli.main(["eval", "--task", "proofpile", "--model", str(BASE_ASSETS), "--data", str(data),
                    "--lengths", "128,768", "--stride", "64", "--g", "2,auto", "--n-docs", "2", "--seed", "1",
                    "--convention", "all", "--device", "cpu", "--no-progress", "--out", str(out)])
     assert rc == 0
@@ -389,7 +389,7 @@ def test_proofpile_runner_applies_the_family_per_cell(tmp_path, capsys):
     data = _write_jsonl(tmp_path / "pp.jsonl", texts)
     grids = {}
     for family in ("linear", "yarn"):
-        args, load_model = _eval_args(["--task", "proofpile", "--model", str(MINIATURE_ASSETS), "--data", str(data),
+        args, load_model = _eval_args(["--task", "proofpile", "--model", str(BASE_ASSETS), "--data", str(data),
                                        "--lengths", "128,768", "--stride", "64", "--g", "2,auto", "--n-docs", "2",
                                        "--seed", "1", "--convention", "all", "--device", "cpu", "--no-progress",
                                        "--family", family, "--out", str(tmp_path / family)])
@@ -411,7 +411,7 @@ def test_proofpile_runner_applies_the_family_per_cell(tmp_path, capsys):
 
 def test_longbench_runner_passes_the_family_to_the_model(tmp_path):
     out = tmp_path / "lb"
-    args, load_model = _eval_args(["--task", "longbench", "--model", str(MINIATURE_ASSETS), "--data",
+    args, load_model = _eval_args(["--task", "longbench", "--model", str(BASE_ASSETS), "--data",
                                    str(DATA / "longbench"), "--bench-tasks", "trec", "--max-length", "512",
                                    "--device", "cpu", "--family", "ntk", "--out", str(out)])
     lm, _ = LB.model_for_cli(args, load_model)

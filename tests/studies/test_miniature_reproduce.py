@@ -8,7 +8,7 @@ import torch
 
 from e2llm_lite import cli
 from e2llm_lite.data import passkey_rows as _passkey_rows
-from e2llm_lite.miniature.reproduce import PROFILES, Reproduction
+from e2llm_lite.studies.miniature.reproduce import PROFILES, Reproduction
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "runs" / "quick"  # gitignored; notebooks 04/05 read it

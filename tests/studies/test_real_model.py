@@ -1,4 +1,4 @@
-"""The real profile (``e2llm_lite.miniature.real_profile``): its pipeline on a tiny stand-in, its helpers on the
+"""The real profile (``e2llm_lite.studies.real_model.profile``): its pipeline on a tiny stand-in, its helpers on the
 real SmolLM2-135M (tests marked ``real``, sharing the session fixture ``real_model`` of ``tests/conftest.py``)."""
 import json
 from dataclasses import replace
@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from e2llm_lite.miniature import real_profile as rp
+from e2llm_lite.studies.real_model import profile as rp
 
 
 @pytest.fixture(scope="module")

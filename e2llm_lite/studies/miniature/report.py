@@ -534,7 +534,7 @@ def write_report(out: dict, summary: dict, path) -> str:
         *([f"> **Smoke test.** The {p['name']} profile runs {p['ft_steps']} fine-tuning step(s) per scheme on "
            f"{summary['eval_segments']['n']} evaluation segment(s): it checks that the pipeline runs, and its numbers "
            "are not results. The full profile's results ship with the package "
-           "(`e2llm_lite.miniature.reproduce.shipped_results()`; `results/` and `figures/REPORT.md` in the repository).",
+           "(`e2llm_lite.studies.miniature.reproduce.shipped_results()`; `results/` and `figures/REPORT.md` in the repository).",
            ""] if p["name"] != "full" else []),
         "## Setup",
         "",

@@ -1,4 +1,4 @@
-"""The retrieval study (``e2llm_lite.miniature.retrieval_base``, ``e2llm-lite reproduce --only retrieval``) on its
+"""The retrieval study (``e2llm_lite.studies.retrieval.study``, ``e2llm-lite reproduce --only retrieval``) on its
 quick profile: phases, resume, token budgets, family-aware grids, validation and the generated report."""
 import copy
 import json
@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from e2llm_lite import cli
-from e2llm_lite.miniature import retrieval_base as rb
+from e2llm_lite.studies.retrieval import study as rb
 
 QUICK = rb.RETRIEVAL_PROFILES["quick"]
 

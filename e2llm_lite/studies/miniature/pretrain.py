@@ -2,7 +2,7 @@ r"""``e2llm-lite pretrain``: rebuild the miniature's shipped base model from scr
 
 The CPU miniature needs what the paper starts from: a model pre-trained at a short window ``L`` that
 *uses* its window and breaks past it. Recipe (chosen by probes on a 2-core CPU; each lever and what it did is in the "Levers tried" table of
-``figures/REPORT.md``, :data:`e2llm_lite.miniature.report.LEVERS`):
+``figures/REPORT.md``, :data:`e2llm_lite.studies.miniature.report.LEVERS`):
 
 1. corpus: the standard library's ``.py`` files, train split (:mod:`e2llm_lite.data`);
 2. tokenizer: a byte-level BPE of 2,048 tokens trained locally — ~3 characters per token, so a
@@ -15,7 +15,7 @@ The CPU miniature needs what the paper starts from: a model pre-trained at a sho
    PPL 146 @L — the answer loss competed with language modelling on a tight budget — so the shipped
    base is a pure LM (``n_passkey = 0``);
 4. ship: tokenizer JSON, weights as bfloat16 safetensors (~2.8 MB) and config in
-   ``e2llm_lite/miniature/assets/``, plus ``pretrain.json`` (recipe, losses, wall time, Python version).
+   ``e2llm_lite/assets/base/``, plus ``pretrain.json`` (recipe, losses, wall time, Python version).
 
 Every random choice is seeded (model init, window order), so the same command on the same Python and
 torch versions rebuilds the same base; ``--resume`` is automatic from the run folder's checkpoint.
@@ -211,6 +211,6 @@ def run(args) -> int:
           f"{meta['wall_s']['total_this_call']:.0f} s")
     if args.install:
         for name in ("config.json", "model.safetensors", "tokenizer.json", "pretrain.json"):
-            shutil.copyfile(out / name, D.ASSETS / name)
-        print(f"installed into {D.ASSETS.name}/")
+            shutil.copyfile(out / name, D.BASE_ASSETS / name)
+        print(f"installed into {D.BASE_ASSETS}/")
     return 0

@@ -1,6 +1,6 @@
 r"""``e2llm-lite reproduce``: the paper's experiments in miniature, on a laptop CPU.
 
-From one tiny pre-trained base (``e2llm_lite/miniature/assets``, rebuilt by ``e2llm-lite pretrain``: a 1.4 M
+From one tiny pre-trained base (``e2llm_lite/assets/base``, rebuilt by ``e2llm-lite pretrain``: a 1.4 M
 parameter Llama, BPE of 2,048 tokens, window ``L = 256`` on the CPython standard library) we
 fine-tune every scheme of :data:`e2llm_lite.augment.SCHEMES` with **the same token budget**, then
 measure what the paper's tables and figures measure:
@@ -126,7 +126,7 @@ def render(out: str | os.PathLike) -> list[Path]:
     """Re-draw ``<out>/figures`` (tables as .md and .png, fig4–6, REPORT.md) from ``<out>/results/*.json``
     without training or evaluating anything (``e2llm-lite reproduce --render-only``). Returns the files written."""
     from e2llm_lite.eval.perplexity import PplGrid
-    from e2llm_lite.miniature.report import plot_fig4, plot_fig5, plot_fig6, save_grid, write_report
+    from e2llm_lite.studies.miniature.report import plot_fig4, plot_fig5, plot_fig6, save_grid, write_report
 
     out = Path(out)
     res, fig = out / "results", out / "figures"
@@ -215,7 +215,7 @@ class Reproduction:
         self.results, self.figures = self.out / "results", self.out / "figures"
         for d in (self.results, self.figures, self.work):
             d.mkdir(parents=True, exist_ok=True)
-        self.base_path = Path(base) if base else D.ASSETS
+        self.base_path = Path(base) if base else D.BASE_ASSETS
         self.base, self.tok, self.base_meta = load_base(self.base_path)
         self.L = int(self.base.config.max_position_embeddings)
         self.models: dict[str, torch.nn.Module] = {}
@@ -224,7 +224,7 @@ class Reproduction:
         self.corpus = None if corpus is None else str(corpus)  # None = the standard library
         # a work folder belongs to one (profile, seed, base, corpus): refuse to mix caches
         ident = {"profile": asdict(profile), "seed": self.seed, "corpus": self.corpus,
-                 "base": self.base_path.name if self.base_path == D.ASSETS else str(self.base_path)}
+                 "base": "assets" if self.base_path == D.BASE_ASSETS else str(self.base_path)}
         claim_work_folder(self.work / "config.json", ident, "was made with other settings")
 
     # --- small helpers -------------------------------------------------------------------------
@@ -288,7 +288,7 @@ class Reproduction:
 
     def train_data(self):
         """(train corpus, packed train token stream) — loaded only when a fine-tuning has to run."""
-        from e2llm_lite.miniature.pretrain import train_tokens
+        from e2llm_lite.studies.miniature.pretrain import train_tokens
 
         if self._train is None:
             corpus = self._corpus("train")
@@ -313,7 +313,7 @@ class Reproduction:
         ``continue_from``: start from a copy of that run's checkpoint — exact because resume is
         bit-identical, so "e2 for 3× the steps" costs only the extra steps.
         """
-        from e2llm_lite.miniature.pretrain import passkey_mix
+        from e2llm_lite.studies.miniature.pretrain import passkey_mix
         from safetensors.torch import load_file, save_file
 
         p, L = self.p, self.L
@@ -396,7 +396,7 @@ class Reproduction:
             ppl.append(rp), gs.append(rg), ns.append(rn)
         grid = PplGrid(list(rows), lengths, ppl, gs, ns, None, "new",  # stride = window - 1 (see ppl)
                        {"segments": len(self.segments), "segment_tokens": len(self.segments[0]), "L": self.L})
-        from e2llm_lite.miniature.report import save_grid
+        from e2llm_lite.studies.miniature.report import save_grid
 
         save_grid(grid, self.results / f"{stem}.json", self.figures / stem, title)
         return grid.to_dict()
@@ -437,7 +437,7 @@ class Reproduction:
         return self.grid(rows, "table5", GRID_TITLES["table5"])
 
     def fig5(self) -> dict:
-        from e2llm_lite.miniature.report import plot_fig5
+        from e2llm_lite.studies.miniature.report import plot_fig5
 
         L = self.L
         lengths = [k * L for k in self.p.fig5_mults]  # up to 2·L·G_max: past what the trained scales cover
@@ -450,7 +450,7 @@ class Reproduction:
         return res
 
     def fig4(self) -> dict:
-        from e2llm_lite.miniature.report import plot_fig4
+        from e2llm_lite.studies.miniature.report import plot_fig4
 
         long = self.work / "train" / "e2-x3.json"  # the e2 run continued (same first steps)
         hist = self._load(long if long.is_file() else self.work / "train" / "e2.json")["history"]
@@ -465,7 +465,7 @@ class Reproduction:
 
     def fig6(self) -> dict:
         from e2llm_lite.eval.retrieval import retrieval_grid
-        from e2llm_lite.miniature.report import plot_fig6
+        from e2llm_lite.studies.miniature.report import plot_fig6
 
         p, L = self.p, self.L
         specs = {"base": ("base", "auto"), "none": ("none", "auto"), f"PI (g = {p.pi_scale})": ("pi", p.pi_scale),
@@ -492,7 +492,7 @@ class Reproduction:
         """Beyond the paper: E² trained and evaluated over each scale family, beside the control, PI and
         zero-shot NTK / YaRN on the base and the control (``table3_families``, with ratios per family)."""
         from e2llm_lite.atomic_files import atomic_write
-        from e2llm_lite.miniature.report import FAMILY_NAMES, families_markdown, family_ratios, plot_families
+        from e2llm_lite.studies.miniature.report import FAMILY_NAMES, families_markdown, family_ratios, plot_families
 
         p, L = self.p, self.L
         fams = ("linear", *p.families)
@@ -569,7 +569,7 @@ class Reproduction:
             "torch": torch.__version__,
             "platform": platform.platform(),
             "threads": torch.get_num_threads(),
-            "base": {"path": self.base_path.name if self.base_path == D.ASSETS else str(self.base_path),
+            "base": {"path": "assets" if self.base_path == D.BASE_ASSETS else str(self.base_path),
                      "params": sum(q.numel() for q in self.base.parameters()), "pretrain": self.base_meta},
             "corpus": self.corpus or "stdlib",
             "heldout": self.heldout_meta,
@@ -583,7 +583,7 @@ class Reproduction:
                 h = r.pop("history")
                 r["loss_first"], r["loss_last"] = h[0]["loss"], sum(x["loss"] for x in h[-10:]) / len(h[-10:])
                 r["tokens_per_s"] = sum(x["tokens_per_s"] for x in h) / len(h)
-        from e2llm_lite.miniature.report import claims, write_report
+        from e2llm_lite.studies.miniature.report import claims, write_report
 
         summary["claims"] = claims(out, self.p, self.L)
         save_json(summary, self.results / "reproduce.json")
@@ -671,11 +671,11 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if getattr(args, "only", "all") == "retrieval":  # its own base and profile (quick / full)
-        from e2llm_lite.miniature import retrieval_base
+        from e2llm_lite.studies.retrieval import study as retrieval_base
 
         return retrieval_base.run(args)
     if args.profile in REAL_PROFILES:  # a real pretrained model: before -> E² / PI -> after
-        from e2llm_lite.miniature import real_profile
+        from e2llm_lite.studies.real_model import profile as real_profile
 
         return real_profile.run(args)
     prof = PROFILES[args.profile]
@@ -714,7 +714,7 @@ def run(args) -> int:
         print(f"  claim ({k}): {v['verdict']} — {v['evidence']}")
     if prof.name != "full":
         print(f"[reproduce] that was the smoke test. The full profile's results ship with the package "
-              f"(e2llm_lite.miniature.reproduce.shipped_results(); results/ and figures/REPORT.md in the repository; "
+              f"(e2llm_lite.studies.miniature.reproduce.shipped_results(); results/ and figures/REPORT.md in the repository; "
               f"notebooks 04-05); `e2llm-lite reproduce --profile full` re-makes them "
               f"({full_profile_seconds() / 60:.0f} min measured on a shared 2-core CPU).")
     return 0

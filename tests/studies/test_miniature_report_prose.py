@@ -7,8 +7,8 @@ from dataclasses import asdict
 
 import pytest
 
-from e2llm_lite.miniature.reproduce import PROFILES
-from e2llm_lite.miniature.report import discussion, write_report
+from e2llm_lite.studies.miniature.reproduce import PROFILES
+from e2llm_lite.studies.miniature.report import discussion, write_report
 
 L = 256
 
