@@ -7,7 +7,7 @@ this script
 1. converts the folder with llama.cpp's own ``convert_hf_to_gguf.py`` to an unquantised GGUF
    (``--outtype f32``), reads the GGUF's rope metadata back with the ``gguf`` package and runs
    ``e2llm_lite.engines.check(folder, gguf=…)`` (llama.cpp's reading of that metadata vs transformers);
-2. feeds the same token ids — held-out CPython stdlib files (``real_profile.eval_docs``), 2K tokens
+2. feeds the same token ids — held-out CPython stdlib files (``real_model.eval_docs``), 2K tokens
    and past the window L = 8192 — to transformers (float32, ``from_pretrained`` of the export) and to
    llama.cpp through ``llama-cpp-python`` (``logits_all=True``, F32 KV cache, flash attention off) and
    compares the next-token log-probabilities at the last ``--last`` positions: top-1 agreement,
@@ -115,7 +115,7 @@ def export_folder(work: Path, name: str, run: str | None, family: str, g: int) -
     folder = work / name
     if (folder / "model.safetensors").is_file():
         return folder
-    from e2llm_lite.studies.real_model.profile import load_shipped
+    from e2llm_lite.studies.real_model import load_shipped
     from e2llm_lite.pretrained import load_pretrained
 
     if run is None:
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
     converter = find_converter(args.converter)
     import llama_cpp
 
-    from e2llm_lite.studies.real_model.profile import eval_docs
+    from e2llm_lite.studies.real_model import eval_docs
     from e2llm_lite.pretrained import load_pretrained
 
     _, tok = load_pretrained("smollm2-135m")

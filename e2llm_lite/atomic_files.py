@@ -1,17 +1,17 @@
-"""Atomic file output shared by every module that writes results: JSON, markdown, CSV and figures.
+"""Atomic file output shared by every module that writes results: JSON, markdown, CSV (and, through
+:func:`e2llm_lite.figure_files.save_figure`, figures), and the JSON reader that pairs with :func:`save_json`.
 
 Each writer puts the bytes in a temporary file beside the target and moves it into place with
 ``os.replace``, so an interrupted run never leaves a half-written result next to finished ones.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "save_json", "load_json", "claim_work_folder", "save_fig"]
+__all__ = ["atomic_write", "save_json", "load_json"]
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes) -> str:
@@ -42,22 +42,3 @@ def load_json(path: str | os.PathLike):
     path = Path(path)
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-
-def claim_work_folder(path: str | os.PathLike, ident: dict, refusal: str) -> None:
-    """Tie a work folder to the settings that fill it: write ``ident`` to ``path`` (a JSON file in the folder),
-    or raise ``ValueError("work folder <folder> <refusal> (<keys that differ>); …")`` when the file there holds
-    other settings — resumed checkpoints and memos of one run must not mix with another's."""
-    path = Path(path)
-    ident = json.loads(json.dumps(ident))  # tuples -> lists, as stored
-    found = load_json(path)
-    if found is not None and found != ident:
-        diff = sorted(k for k in ident if found.get(k) != ident[k])
-        raise ValueError(f"work folder {path.parent} {refusal} ({', '.join(diff)}); pass another --work or delete it")
-    save_json(ident, path)
-
-
-def save_fig(fig, path: str | os.PathLike, dpi: int = 110) -> str:
-    """Save a matplotlib figure as PNG atomically, without date/software metadata (same figure, same bytes)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return atomic_write(path, buf.getvalue())

@@ -32,8 +32,8 @@ __all__ = ["COMMANDS", "USER_ERRORS", "main", "extra_for"]
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
-    "demo": ("e2llm_lite.demo", "a 20-second tour: sample E² draws and check the hook on a tiny Llama"),
-    "reproduce": ("e2llm_lite.studies.miniature.reproduce", "the paper's experiments in miniature on a CPU (Table 3-5, Figs. 4-6)"),
+    "demo": ("e2llm_lite.tour", "a 20-second tour: sample E² draws and check the hook on a tiny Llama"),
+    "reproduce": ("e2llm_lite.studies.reproduce", "the paper's experiments in miniature on a CPU (Table 3-5, Figs. 4-6)"),
     "pretrain": ("e2llm_lite.studies.miniature.pretrain", "pre-train the miniature's base model from scratch"),
     "train": ("e2llm_lite.train.finetune", "E² fine-tuning of a Hub model or local checkpoint (full, LoRA, QLoRA)"),
     "plan": ("e2llm_lite.train.planner", "memory and time estimate for a model, mode and training length"),

@@ -75,7 +75,7 @@ def tiny_model(arch: str = "llama", seed: int = 0, attn_implementation: str = "s
 
 
 def load_base(path: str | os.PathLike | None = None):
-    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`e2llm_lite.studies.miniature.pretrain.save_base`."""
+    """``(model in float32 eval mode, tokenizer, meta)`` from a folder written by :func:`e2llm_lite.train.pretrain.save_base`."""
     import transformers
     from safetensors.torch import load_file
 

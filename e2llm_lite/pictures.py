@@ -1,38 +1,24 @@
-r"""Pictures of RoPE, PI and E² — plot helpers and the *coverage* computation behind notebook 02.
+r"""Pictures of RoPE, PI and E²: the drawing helpers of notebooks 01–02 and the readable axes every figure uses.
 
-Everything here draws data that comes from :mod:`e2llm_lite.rope` (scores, Eq. 1–4) and
-:mod:`e2llm_lite.augment` (the sampler of Algorithm 1, Eq. 5–7); nothing re-implements them.
+Everything here draws data that comes from :mod:`e2llm_lite.rope` (scores, Eq. 1–4), :mod:`e2llm_lite.augment`
+(the sampler of Algorithm 1, Eq. 5–7) and :mod:`e2llm_lite.coverage` (which (distance, g) pairs training
+shows); nothing re-implements them.
 
-**Coverage** (notebook 02). At inference with scale ``g`` a model reads a window of ``L·g`` tokens,
-so every query–key pair has a relative distance ``d ∈ [0, L·g)`` and the rotary angle difference is
-:math:`(d/g)\,\theta_j` (Eq. 2 with Eq. 5). Say training *covers* the pair ``(d, g)`` when some
-training iteration ran with scale ``g`` and held a query and an earlier (or the same) key whose
-position ids differ by ``d``. Then
+* :func:`fixed_draw` (one iteration with a chosen g and t, for sliders) and :func:`score_curve` (Eq. 2 as a
+  function of distance): the data of the plots;
+* :func:`plot_position_indices` (Figs. 2–3), :func:`plot_scores`, :func:`plot_coverage`: return ``(fig, ax)``
+  with a fixed size (:data:`FIGSIZE`, :data:`TALL_FIGSIZE`);
+* :func:`plain_log_axis` (log ticks that read as plain numbers) and :func:`distinguish_lines` (lines that
+  coincide drawn apart and named so): used by the figures of ``eval`` and the studies too.
 
-* no scaling covers ``g = 1`` and ``d ≤ R − 1`` only;
-* PI (Eq. 3–4) with one fixed ``g`` covers that one ``g``, and ``d ≤ R − 1``;
-* E² (Eq. 6) draws many ``g``; without sinks its offset is a pure shift that RoPE cannot see
-  (Eq. 2), so it still reaches only ``d ≤ R − 1``; with sinks, a sink key ``n`` and a query ``m``
-  are ``m + t − n`` apart (Eq. 8), and over the offsets of Eq. (7) that reaches ``d = L·g − 1`` —
-  the whole window that inference at scale ``g`` needs. This is why one short run serves every
-  window, and why the sinks matter (Table 5).
-
-:func:`coverage` computes this over thousands of sampled iterations as plain arrays;
-:func:`distance_intervals` is the exact per-iteration step (the differences of two runs of
-consecutive integers form one run, so a window needs only a few intervals, not ``R²`` pairs).
-
-**Plots** return ``(fig, ax)`` with a fixed size; :func:`save_figure` writes ``figures/<name>.png``
-and ``figures/<name>.json`` (the data shown) atomically. ``scripts/regen_figures.py`` regenerates
-every figure by executing the notebooks that draw them.
+Figures are written by :func:`e2llm_lite.figure_files.save_figure`. The notebooks reach everything through
+this one module: it also names the figure-file helpers (``save_figure``, ``figures_dir``, ``display_path``,
+``repo_root``) and the coverage functions it draws (``coverage``, ``bin_coverage``, ``position_runs``,
+``distance_intervals``).
 """
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -40,22 +26,14 @@ import torch
 
 from e2llm_lite import augment
 from e2llm_lite import rope
-from e2llm_lite.atomic_files import atomic_write
-from e2llm_lite.validation import check_int
+from e2llm_lite.coverage import Coverage, bin_coverage, coverage, distance_intervals, position_runs
+from e2llm_lite.figure_files import display_path, figures_dir, repo_root, save_figure
 
 __all__ = [
     "FIGSIZE",
     "TALL_FIGSIZE",
-    "repo_root",
-    "figures_dir",
-    "display_path",
-    "save_figure",
+    "BLUE",
     "fixed_draw",
-    "position_runs",
-    "distance_intervals",
-    "Coverage",
-    "coverage",
-    "bin_coverage",
     "score_curve",
     "plot_position_indices",
     "plot_scores",
@@ -64,87 +42,21 @@ __all__ = [
     "plain_log_axis",
     "coinciding_lines",
     "distinguish_lines",
+    # named here for the notebooks (one import): figure files and the coverage that plot_coverage draws
+    "repo_root",
+    "figures_dir",
+    "display_path",
+    "save_figure",
+    "Coverage",
+    "coverage",
+    "bin_coverage",
+    "position_runs",
+    "distance_intervals",
 ]
 
 FIGSIZE = (8.0, 3.4)  # every single-row figure: width, height in inches (d2l's one-size habit)
 TALL_FIGSIZE = (8.0, 6.4)  # multi-panel figures (Fig. 2/3, coverage)
 BLUE = "#1f5fbf"  # the paper's "blue dots"
-ENV_FIGURES = "E2LLM_FIGURES_DIR"  # environment variable that overrides where figures are written
-
-
-# --- where figures go ------------------------------------------------------------------------
-
-
-def repo_root(start: str | os.PathLike | None = None) -> Path | None:
-    """The e2llm-lite checkout that contains ``start`` (default: cwd), or None outside one.
-
-    Notebooks run with cwd ``notebooks/`` under nbval and with the repo root elsewhere; walking up to
-    the ``pyproject.toml`` that names ``e2llm-lite`` finds the root from either.
-    """
-    here = Path(start or os.getcwd()).resolve()
-    for d in (here, *here.parents):
-        pp = d / "pyproject.toml"
-        if pp.is_file() and 'name = "e2llm-lite"' in pp.read_text(encoding="utf-8", errors="ignore"):
-            return d
-    return None
-
-
-def figures_dir(create: bool = True) -> Path:
-    """``$E2LLM_FIGURES_DIR`` if set, else ``<repo>/figures``, else ``./figures`` (e.g. on Colab)."""
-    env = os.environ.get(ENV_FIGURES)
-    root = repo_root()
-    d = Path(env) if env else (root / "figures" if root else Path.cwd() / "figures")
-    if create:
-        d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A path to print in notebooks: relative to the repo root (or cwd), never a machine path."""
-    p = Path(path).resolve()
-    for base in (repo_root(), Path.cwd().resolve(), figures_dir(create=False).resolve().parent):
-        if base is not None:
-            try:
-                return p.relative_to(base).as_posix()
-            except ValueError:
-                pass
-    return p.name
-
-
-def _jsonable(x):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-def save_figure(fig, name: str, data: Mapping, directory: str | os.PathLike | None = None, dpi: int = 110) -> Path:
-    """Write ``<dir>/<name>.png`` and ``<dir>/<name>.json`` (``data``: what the figure shows).
-
-    Both files are written to a temporary name first and moved into place (atomic). Returns the
-    PNG path. ``name`` must be a plain file stem such as ``"fig2_position_indices"``.
-    """
-    if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise ValueError(f"figure name must be a plain file stem like 'fig2_position_indices', got {name!r}")
-    d = Path(directory) if directory is not None else figures_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    # no Software/date metadata: the same figure gives the same bytes
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    png = d / f"{name}.png"
-    atomic_write(png, buf.getvalue())
-    payload = {"figure": f"{name}.png", **_jsonable(dict(data))}
-    atomic_write(d / f"{name}.json", (json.dumps(payload, indent=1) + "\n").encode())
-    return png
 
 
 # --- draws with a chosen (g, t) ----------------------------------------------------------------
@@ -159,168 +71,8 @@ def fixed_draw(base_window: int, train_len: int, g: int, t: int = 0, n_sink: int
         raise ValueError(f"offset t must be in [0, L*g - R] = [0, {t_max}] (Eq. 7), got t={t}")
     pos = augment.e2_position_ids(train_len, int(t), n_sink)[None]  # (1, R)
     return augment.Draw(
-        scale=torch.tensor([int(g)]), offset=torch.tensor([int(t)]), position_ids=pos, scheme="fixed"
+        scale=torch.tensor([int(g)]), shift=torch.tensor([int(t)]), position_ids=pos, scheme="fixed"
     )
-
-
-# --- coverage: which (relative distance, g) pairs training shows --------------------------------
-
-
-def position_runs(ids: torch.Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
-    """Maximal runs of consecutive integers in strictly increasing ``ids``: array ``(n_runs, 2)`` of
-    inclusive ``[first, last]``. E²'s window ``0..3, 4+t..R−1+t`` is two runs (one when t = 0)."""
-    a = np.asarray(torch.as_tensor(ids).cpu(), dtype=np.int64).ravel()
-    if a.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    step = np.diff(a)
-    if (step <= 0).any():
-        i = int(np.argmax(step <= 0))
-        raise ValueError(f"position ids must be strictly increasing, got {a[i]} then {a[i + 1]} at index {i}")
-    cut = np.flatnonzero(step != 1)  # a run ends where the next id is not id + 1
-    starts = np.concatenate(([0], cut + 1))
-    ends = np.concatenate((cut, [a.size - 1]))
-    return np.stack((a[starts], a[ends]), axis=1)
-
-
-def distance_intervals(query_ids, key_ids=None) -> np.ndarray:
-    """All causal relative distances ``q − k ≥ 0`` (q a query id, k a key id) as merged inclusive
-    intervals ``(n, 2)``. ``key_ids`` defaults to ``query_ids`` (self-attention of one window).
-
-    Steps: 1) split both into runs of consecutive ids; 2) the differences of run ``[b0, b1]`` minus
-    run ``[a0, a1]`` are exactly the integers ``[b0 − a1, b1 − a0]``; keep the part ``≥ 0``;
-    3) merge overlapping or touching intervals.
-    """
-    q_runs = position_runs(query_ids)
-    k_runs = q_runs if key_ids is None else position_runs(key_ids)
-    # 2) one interval per (query run, key run) pair
-    lo = (q_runs[:, None, 0] - k_runs[None, :, 1]).ravel()
-    hi = (q_runs[:, None, 1] - k_runs[None, :, 0]).ravel()
-    keep = hi >= 0
-    iv = np.stack((np.maximum(lo[keep], 0), hi[keep]), axis=1)
-    if iv.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    # 3) merge
-    iv = iv[np.argsort(iv[:, 0], kind="stable")]
-    merged = [iv[0].tolist()]
-    for a, b in iv[1:].tolist():
-        if a <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], b)
-        else:
-            merged.append([a, b])
-    return np.asarray(merged, dtype=np.int64)
-
-
-@dataclass
-class Coverage:
-    """Which (relative distance d, scale g) pairs ``n_iter`` sampled training iterations showed."""
-
-    scheme: str  # scheme name in augment.SCHEMES
-    scales: np.ndarray  # (G,) the scales 1..G_max (row index = g - 1)
-    counts: np.ndarray  # (G, D) int32: iterations whose window held distance d at scale g
-    iterations: np.ndarray  # (G,) int64: iterations that drew scale g
-    base_window: int  # L
-    train_len: int  # R
-    n_sink: int  # sinks in the window (0 = offsets are a pure shift)
-    n_iter: int  # iterations sampled
-    seed: int  # seed of the sampler stream
-    exclude_sink_keys: bool = False  # True: ignore query -> sink-key pairs (what sinks add)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def covered(self) -> np.ndarray:
-        """(G, D) bool: seen at least once."""
-        return self.counts > 0
-
-    @property
-    def needed(self) -> np.ndarray:
-        """(G, D) bool: distances inference at scale g needs, ``d < L·g`` (window of L·g tokens)."""
-        d = np.arange(self.counts.shape[1])
-        return d[None, :] < self.base_window * self.scales[:, None]
-
-    def max_distance(self, g: int) -> int:
-        """Largest distance covered at scale ``g`` (−1 when the scale never came up)."""
-        row = np.flatnonzero(self.counts[int(g) - 1])
-        return int(row[-1]) if row.size else -1
-
-    def fraction_of_needed(self) -> float:
-        """Share of the needed pairs ``{(d, g): d < L·g, g ≤ G_max}`` that training covered."""
-        need = self.needed
-        return float((self.covered & need).sum() / need.sum())
-
-    def summary(self) -> dict:
-        return {
-            "scheme": self.scheme,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-            "L": self.base_window,
-            "R": self.train_len,
-            "n_sink": self.n_sink,
-            "exclude_sink_keys": self.exclude_sink_keys,
-            "scales_drawn": [int(g) for g, c in zip(self.scales, self.iterations) if c > 0],
-            "max_distance_by_g": {int(g): self.max_distance(int(g)) for g in self.scales},
-            "fraction_of_needed_covered": round(self.fraction_of_needed(), 6),
-            **self.extra,
-        }
-
-
-def coverage(
-    cfg: augment.AugmentConfig,
-    scheme: str = "e2",
-    n_iter: int = 2000,
-    seed: int = 0,
-    exclude_sink_keys: bool = False,
-    g_max: int | None = None,
-) -> Coverage:
-    """Sample ``n_iter`` iterations of ``scheme`` with :func:`augment.sample` and record, for every
-    scale ``g ≤ g_max`` (default ``cfg.g_max``) and distance ``d < L·g_max``, in how many iterations
-    the window held a query–key pair ``d`` apart while training at scale ``g``.
-
-    Pure: the same arguments give the same arrays. Cost: O(n_iter · runs²), not O(n_iter · R²).
-    """
-    n_iter = check_int("n_iter", n_iter, 1)
-    g_top = int(g_max if g_max is not None else cfg.g_max)
-    if g_top < 1:
-        raise ValueError(f"g_max must be >= 1, got g_max={g_max!r}")
-    D = cfg.base_window * g_top  # distances 0 .. L*g_max - 1
-    diff = np.zeros((g_top, D + 1), dtype=np.int64)  # difference array: +1 at lo, -1 at hi+1
-    iters = np.zeros(g_top, dtype=np.int64)
-    gen = augment.make_generator(seed)
-    for _ in range(n_iter):
-        draw = augment.sample(cfg, gen, batch_size=1, scheme=scheme)
-        g = int(draw.scale[0])
-        if g > g_top:
-            raise ValueError(f"scheme {scheme!r} drew g={g} > g_max={g_top}; pass a larger g_max")
-        ids = draw.position_ids[0]
-        keys = ids[cfg.n_sink :] if exclude_sink_keys else ids
-        iters[g - 1] += 1
-        for lo, hi in distance_intervals(ids, keys):
-            diff[g - 1, lo] += 1
-            diff[g - 1, min(hi, D - 1) + 1] -= 1
-    counts = np.cumsum(diff[:, :D], axis=1).astype(np.int32)
-    return Coverage(
-        scheme=scheme,
-        scales=np.arange(1, g_top + 1),
-        counts=counts,
-        iterations=iters,
-        base_window=cfg.base_window,
-        train_len=cfg.train_len,
-        n_sink=cfg.n_sink,
-        n_iter=n_iter,
-        seed=seed,
-        exclude_sink_keys=exclude_sink_keys,
-    )
-
-
-def bin_coverage(cov: Coverage, bin_width: int) -> np.ndarray:
-    """(G, ceil(D / bin_width)) float: share of the distances in each bin that were covered."""
-    bin_width = check_int("bin_width", bin_width, 1)
-    G, D = cov.counts.shape
-    nb = -(-D // bin_width)
-    pad = np.zeros((G, nb * bin_width), dtype=bool)
-    pad[:, :D] = cov.covered
-    width = np.full(nb, bin_width)
-    width[-1] = D - bin_width * (nb - 1)
-    return pad.reshape(G, nb, bin_width).sum(-1) / width
 
 
 # --- scores (Eq. 2) ------------------------------------------------------------------------------
@@ -527,7 +279,7 @@ def plot_position_indices(
             sc = dr.scaled_positions[0].numpy()
             near = sc[sc < zoom]
             az.scatter(near, np.full(near.shape, y), s=9, color=BLUE, linewidths=0)
-    lab = labels or [f"g={int(d.scale[0])}, t={int(d.offset[0])}" for d in draws]
+    lab = labels or [f"g={int(d.scale[0])}, t={int(d.shift[0])}" for d in draws]
     for a in axes:
         a.set_yticks(range(n))
         a.set_ylim(-0.6, n - 0.2)

@@ -8,6 +8,10 @@ three families behind one signature, like ``transformers``' ``ROPE_INIT_FUNCTION
 
     family(base: RopeBase, g: float) -> Scaled(inv_freq, attention_scaling)
 
+Each family is one :class:`Family` in :data:`FAMILIES` — its frequencies, its export to stock
+``transformers`` (``rope_parameters``, :func:`hf_rope_parameters`) and its display label — and
+:func:`register_family` adds another; an unknown name is a ValueError everywhere (:func:`check_family`).
+
 * ``linear`` — Position Interpolation (Chen et al., 2023; kaiokendev): :math:`\theta_j' = \theta_j / g`.
   The paper's method; identical to ``rope_type="linear"`` with ``factor = g``.
 * ``ntk`` — NTK-aware scaling (bloc97, "NTK-Aware Scaled RoPE allows LLaMA models to have extended
@@ -32,6 +36,7 @@ Angles and frequencies are float32, as in ``transformers``; the expressions belo
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -43,12 +48,18 @@ from e2llm_lite.validation import check_int
 __all__ = [
     "RopeBase",
     "Scaled",
+    "Family",
     "FAMILIES",
+    "register_family",
     "check_family",
+    "get_family",
     "scale_frequencies",
     "linear",
     "ntk",
     "yarn",
+    "linear_export",
+    "ntk_export",
+    "yarn_export",
     "ntk_theta",
     "yarn_attention_factor",
     "yarn_ramp",
@@ -199,22 +210,122 @@ def yarn(base: RopeBase, g: float) -> Scaled:
     return Scaled(inv, yarn_attention_factor(g))
 
 
-Family = Callable[[RopeBase, float], Scaled]
+# --- what stock transformers builds the same frequencies from ------------------------------------
 
-#: name -> family; every family has the signature ``(base: RopeBase, g: float) -> Scaled``.
-FAMILIES: dict[str, Family] = {"linear": linear, "ntk": ntk, "yarn": yarn}
+
+def linear_export(base: RopeBase, g: float) -> dict:
+    """``{"rope_type": "linear", "factor": g}`` (also at g = 1: a linear factor of 1 is the identity)."""
+    return {"rope_type": "linear", "factor": _check_g(g)}
+
+
+def ntk_export(base: RopeBase, g: float) -> dict:
+    """``{"rope_type": "default", "rope_theta": b·g^{d/(d−2)}}``: transformers has no static NTK type."""
+    g = _check_g(g)
+    if g == 1.0:
+        return {"rope_type": "default"}
+    return {"rope_type": "default", "rope_theta": ntk_theta(float(base.rope_theta), g, base.rotary_dim)}
+
+
+def yarn_export(base: RopeBase, g: float) -> dict:
+    """``{"rope_type": "yarn", "factor": g, "original_max_position_embeddings": L, "beta_fast", "beta_slow"}``."""
+    g = _check_g(g)
+    if g == 1.0:
+        return {"rope_type": "default"}
+    return {"rope_type": "yarn", "factor": g, "original_max_position_embeddings": base.base_window,
+            "beta_fast": float(base.beta_fast), "beta_slow": float(base.beta_slow)}
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Family:
+    """One RoPE scale family: an entry of :data:`FAMILIES`.
+
+    * ``name`` — its key (``--family`` value, ``AugmentConfig.family``); ``label`` — its name in tables and
+      figures (the one place display labels live: ``linear`` is shown as "PI");
+    * ``frequencies`` — ``(base: RopeBase, g) -> Scaled``: the frequencies and cos/sin factor at scale g
+      (``g = 1`` must return the base unchanged);
+    * ``export`` — ``(base: RopeBase, g) -> dict``: the ``rope_parameters`` entries with which stock
+      ``transformers`` builds the same RoPE (:func:`hf_rope_parameters`, ``hf.save_for_scale``);
+    * ``description`` (one line), ``citation``;
+    * ``needs_default_rope`` — computed from the default frequencies :math:`b^{-2j/d}`, so the model must have
+      ``rope_type="default"`` (``ntk``, ``yarn``); False for a family that scales the frequencies in use
+      (``linear``, which composes with a factor the model already has).
+
+    Callable like its frequency function: ``FAMILIES["yarn"](base, g)``.
+    """
+
+    name: str
+    label: str
+    frequencies: Callable[[RopeBase, float], Scaled]
+    export: Callable[[RopeBase, float], dict]
+    description: str
+    citation: str = ""
+    needs_default_rope: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", self.name):
+            raise ValueError(f"Family.name must be a non-empty lower-case name of letters, digits, '.', '_', '-', "
+                             f"got {self.name!r}")
+        for attr in ("label", "description"):
+            v = getattr(self, attr)
+            if not isinstance(v, str) or not v.strip() or "\n" in v:
+                raise ValueError(f"Family {self.name!r}: {attr} must be one non-empty line of text, got {v!r}")
+        if not isinstance(self.citation, str):
+            raise ValueError(f"Family {self.name!r}: citation must be text, got {self.citation!r}")
+        for attr in ("frequencies", "export"):
+            if not callable(getattr(self, attr)):
+                raise TypeError(f"Family {self.name!r}: {attr} must be callable, got {type(getattr(self, attr)).__name__}")
+        if not isinstance(self.needs_default_rope, bool):
+            raise TypeError(f"Family {self.name!r}: needs_default_rope must be True or False")
+
+    def __call__(self, base: RopeBase, g: float) -> Scaled:
+        return self.frequencies(base, g)
+
+
+#: name -> :class:`Family`; every ``frequencies`` has the signature ``(base: RopeBase, g: float) -> Scaled``.
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add ``family`` to :data:`FAMILIES` under ``family.name``; a name already taken is a ValueError."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family takes a Family(name, label, frequencies, export, description), "
+                        f"got {type(family).__name__}")
+    if family.name in FAMILIES:
+        raise ValueError(f"RoPE scale family {family.name!r} is already registered; choose another name")
+    FAMILIES[family.name] = family
+    return family
 
 
 def check_family(family: str) -> str:
     """``family`` if registered, else a ValueError listing the valid names."""
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"unknown RoPE scale family {family!r}; valid families: {', '.join(FAMILIES)}")
     return family
 
 
+def get_family(family: str) -> Family:
+    """The registered :class:`Family` ``family``; an unknown name is a ValueError listing the valid ones."""
+    return FAMILIES[check_family(family)]
+
+
+for _f in (
+    Family("linear", "PI", linear, linear_export, "Position Interpolation: every frequency divided by g",
+           "Chen et al. 2023, arXiv 2306.15595; kaiokendev 2023; E²-LLM Eq. 3-4", needs_default_rope=False),
+    Family("ntk", "NTK", ntk, ntk_export, "NTK-aware: the RoPE base raised to b·g^(d/(d-2))",
+           "bloc97, r/LocalLLaMA, 2023"),
+    Family("yarn", "YaRN", yarn, yarn_export, "YaRN: NTK-by-parts frequencies and an attention temperature",
+           "Peng et al. 2023, arXiv 2309.00071"),
+):
+    register_family(_f)
+del _f
+
+
 def scale_frequencies(base: RopeBase, g: float, family: str = "linear") -> Scaled:
     """Apply family ``family`` at scale ``g`` to ``base`` (see :data:`FAMILIES`)."""
-    return FAMILIES[check_family(family)](base, g)
+    return get_family(family).frequencies(base, g)
 
 
 def stretch(base: RopeBase, g: float, family: str = "linear") -> torch.Tensor:
@@ -223,7 +334,8 @@ def stretch(base: RopeBase, g: float, family: str = "linear") -> torch.Tensor:
 
 
 def hf_rope_parameters(base: RopeBase, g: float, family: str = "linear") -> dict:
-    """The ``rope_parameters`` entries with which stock ``transformers`` builds the same frequencies.
+    """The ``rope_parameters`` entries with which stock ``transformers`` builds the same frequencies: the
+    family's own :attr:`Family.export` (an unknown family is a ValueError naming the valid ones).
 
     ``linear`` → ``{"rope_type": "linear", "factor": g}``; ``ntk`` → ``{"rope_type": "default",
     "rope_theta": b·g^{d/(d−2)}}`` (no static NTK type exists); ``yarn`` → ``{"rope_type": "yarn",
@@ -232,15 +344,7 @@ def hf_rope_parameters(base: RopeBase, g: float, family: str = "linear") -> dict
     (``rope_theta``, ``partial_rotary_factor``).
     """
     g = _check_g(g)
-    check_family(family)
-    if family == "linear":
-        return {"rope_type": "linear", "factor": g}
-    if g == 1.0:
-        return {"rope_type": "default"}
-    if family == "ntk":
-        return {"rope_type": "default", "rope_theta": ntk_theta(float(base.rope_theta), g, base.rotary_dim)}
-    return {"rope_type": "yarn", "factor": g, "original_max_position_embeddings": base.base_window,
-            "beta_fast": float(base.beta_fast), "beta_slow": float(base.beta_slow)}
+    return dict(get_family(family).export(base, g))
 
 
 def plot_stretch(base: RopeBase, g: float, families=None, ax=None):

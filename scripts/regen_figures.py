@@ -6,7 +6,7 @@
 
 The notebooks are the single source of each figure's parameters, so this script executes them
 (``nbclient``, the engine behind ``jupyter nbconvert --execute``) rather than repeating their code.
-Each figure is written by :func:`e2llm_lite.pictures.save_figure` as ``<name>.png`` + ``<name>.json``
+Each figure is written by :func:`e2llm_lite.figure_files.save_figure` as ``<name>.png`` + ``<name>.json``
 (the data shown). ``--inplace`` also stores the fresh outputs in the notebooks (what strict
 ``pytest --nbval`` replays); without it the notebooks on disk are left untouched.
 """
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = (args.out or ROOT / "figures").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    os.environ["E2LLM_FIGURES_DIR"] = str(out)  # read by e2llm_lite.pictures.figures_dir in the kernels
+    os.environ["E2LLM_FIGURES_DIR"] = str(out)  # read by e2llm_lite.figure_files.figures_dir in the kernels
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     before = {f: f.stat().st_mtime_ns for f in out.iterdir()}

@@ -314,11 +314,12 @@ def test_offline_hub_id_in_the_cache_passes_the_check(empty_hub_cache, monkeypat
     assert pretrained.check_model("owner/model", "--model") == "owner/model"
 
 
-def test_readme_error_example_is_the_real_output(capsys):
-    """README's example of a user error is quoted from the real output: extract the command and the line, run it."""
-    text = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+def test_documented_error_example_is_the_real_output(capsys):
+    """The documentation's example of a user error (docs/getting-started.md, "Errors are one line") is quoted from the
+    real output: extract the command and the line, run it."""
+    text = " ".join((REPO / "docs" / "getting-started.md").read_text(encoding="utf-8").split())
     m = re.search(r"e\.g\. `(e2llm-lite [^`]+)` prints `(e2llm-lite [^`]+)`", text)
-    assert m, "README.md lost its example of a one-line error"
+    assert m, "docs/getting-started.md lost its example of a one-line error"
     command, quoted = m[1], m[2]
     rc, out, err = _run(shlex.split(command)[1:], capsys)
     assert rc == 2 and err.strip() == quoted
@@ -388,14 +389,14 @@ def test_train_smollm2_by_its_registered_name(real_model, tmp_path, monkeypatch,
 
 
 def test_shipped_adapters_without_peft_name_the_real_extra(monkeypatch):
-    """``real_profile.live_demo()`` without peft: one line with ``pip install "e2llm-lite[real]"``, before the
+    """``real_model.live_demo()`` without peft: one line with ``pip install "e2llm-lite[real]"``, before the
     model is loaded."""
-    from e2llm_lite.studies.real_model import profile as real_profile
+    from e2llm_lite.studies import real_model
 
     monkeypatch.setitem(sys.modules, "peft", None)
     monkeypatch.setattr(pretrained, "load_pretrained", lambda *a, **k: pytest.fail("loaded the model first"))
     with pytest.raises(ModuleNotFoundError) as e:
-        real_profile.live_demo()
+        real_model.live_demo()
     assert str(e.value) == ('loading the shipped adapters needs `peft`, which is not installed: '
                             'pip install "e2llm-lite[real]" (or pip install peft)')
     assert e.value.name == "peft"

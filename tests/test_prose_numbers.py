@@ -1,7 +1,7 @@
 """Numbers in prose come from somewhere; no notebook assert can be skipped; the product does not speak of its makers.
 
-**The numbers rule.** Prose is every notebook's markdown cells, and ``README.md`` and ``figures/REPORT*.md``
-outside fenced code blocks (tables included). Inline code spans, LaTeX (``$…$``, ``$$…$$``), link targets and
+**The numbers rule.** Prose is every notebook's markdown cells, and ``README.md``, the documentation's pages
+(``docs/**/*.md``) and ``figures/REPORT*.md`` outside fenced code blocks (tables included). Inline code spans, LaTeX (``$…$``, ``$$…$$``), link targets and
 HTML tags are removed first. A paragraph that calls its numbers estimates (the word "estimate"), and the table
 right after it, claim no measurement and are skipped.
 
@@ -30,7 +30,7 @@ A checked number ``x`` shown with ``d`` decimals is *accepted* when one of these
    a bare ``1`` (``g = 1``) is no operand.
 
 The allowed sources: for a notebook, its stored outputs and the shipped JSON files it cites; for a ``##``
-section of ``README.md``, the shipped JSON files that section cites; for ``figures/REPORT*.md``, the results it
+section of ``README.md`` or of a documentation page, the shipped JSON files that section cites; for ``figures/REPORT*.md``, the results it
 is generated from (:data:`REPORT_SOURCES`). A JSON file is cited by its path (with any extension:
 ``benchmarks/family_parity.md`` cites ``family_parity.json``), its file name, its folder, a ``figures/REPORT*.md``
 written from it, or a ``<module>.shipped_results()`` call of the module that reads it (:data:`SHIPPED_BY`). A JSON
@@ -64,6 +64,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 REPORTS = sorted((ROOT / "figures").glob("REPORT*.md"))
+#: the documentation site's pages (README's prose moved there; pages made at build time are not on disk)
+DOCS = sorted((ROOT / "docs").rglob("*.md"))
 
 #: shipped JSON: the results of the studies and the package's copies of them (the tokenizer is not a result)
 SHIPPED_GLOBS = ("results/*.json", "results/*/*.json", "e2llm_lite/assets/base/**/*.json",
@@ -78,8 +80,10 @@ REPORT_SOURCES = {
 #: ``<module>.shipped_results()`` reads these files
 SHIPPED_BY = {
     "reproduce": "e2llm_lite/studies/miniature/assets/full/*.json",
-    "real_profile": "e2llm_lite/studies/real_model/assets/real_profile.json",
-    "retrieval_base": "e2llm_lite/studies/retrieval/assets/*.json",
+    "real_model": "e2llm_lite/studies/real_model/assets/real_profile.json",
+    "real_profile": "e2llm_lite/studies/real_model/assets/real_profile.json",  # the notebooks' name for real_model
+    "retrieval": "e2llm_lite/studies/retrieval/assets/*.json",
+    "retrieval_base": "e2llm_lite/studies/retrieval/assets/*.json",  # the notebooks' name for the retrieval study
 }
 #: longer JSON lists are step-by-step curves or per-token data, not numbers that prose quotes
 MAX_LIST = 40
@@ -395,7 +399,7 @@ def test_notebook_prose_numbers_come_from_its_outputs_or_cited_results(path):
     assert not bad, "numbers in markdown that no output or cited result shows:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("path", [ROOT / "README.md", *REPORTS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [ROOT / "README.md", *DOCS, *REPORTS], ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_markdown_prose_numbers_come_from_cited_results(path):
     bad = markdown_findings(path)
     assert not bad, "numbers in prose that no cited result shows:\n" + "\n".join(bad)
@@ -513,6 +517,6 @@ if __name__ == "__main__":  # list every finding: python tests/test_prose_number
     for p in NOTEBOOKS:
         for b in notebook_findings(p):
             print(f"{p.name}: {b}")
-    for p in [ROOT / "README.md", *REPORTS]:
+    for p in [ROOT / "README.md", *DOCS, *REPORTS]:
         for b in markdown_findings(p):
-            print(f"{p.name}: {b}")
+            print(f"{p.relative_to(ROOT)}: {b}")

@@ -128,7 +128,9 @@ def test_full_profile_results_ship_as_package_data():
 
 #: modules the main job (`e2llm-lite reproduce`) and the CLI's entry run through
 MAIN_JOB = ["cli.py", "data.py", "models.py", "augment.py", "hf.py", "rope.py", "validation.py", "atomic_files.py",
-            "studies/miniature/reproduce.py", "studies/miniature/report.py", "studies/miniature/pretrain.py", "train/loop.py",
+            "work_folder.py", "figure_files.py", "pictures.py", "coverage.py", "tour.py",
+            "studies/miniature/reproduce.py", "studies/miniature/report.py", "studies/miniature/plots.py",
+            "studies/miniature/pretrain.py", "train/loop.py", "train/pretrain.py",
             "eval/perplexity.py", "eval/retrieval.py"]
 #: imported modules provided by a core dependency under another name
 PROVIDED = {"huggingface_hub": "transformers", "yaml": "pyyaml"}
@@ -229,7 +231,40 @@ def test_worktree_guard_sees_every_kind_of_change(tmp_path):
 def test_tests_write_figures_to_a_temporary_folder():
     import os
 
-    from e2llm_lite import pictures
+    from e2llm_lite import figure_files
 
-    d = pictures.figures_dir(create=False).resolve()
+    d = figure_files.figures_dir(create=False).resolve()
     assert os.environ.get("E2LLM_FIGURES_DIR") and not d.is_relative_to(ROOT), d
+
+
+# --- names in prose resolve ---------------------------------------------------------------------------------
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``e2llm_lite.a.b.c`` is a module, or an attribute reached from the longest importable prefix."""
+    import importlib
+
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for attr in parts[k:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_dotted_names_in_docs_and_notebooks_resolve():
+    """Every ``e2llm_lite.…`` name that the README, the docs pages and the notebooks' markdown cite is importable
+    (a module moved or renamed leaves no stale pointer behind)."""
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    prose = {p: p.read_text(encoding="utf-8") for p in texts}
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        prose[nb] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    stale = sorted({(p.name, m) for p, text in prose.items()
+                    for m in re.findall(r"\be2llm_lite(?:\.[A-Za-z_][A-Za-z0-9_]*)+", text) if not _resolves(m)})
+    assert not stale, stale

@@ -74,13 +74,11 @@ from lm_eval.models.utils import normalize_gen_kwargs
 
 from e2llm_lite.atomic_files import save_json
 from e2llm_lite.hf import base_window_of, rope_base, rope_scale, rotary_modules, scale_for_length
-from e2llm_lite.scaling import FAMILIES as _FAMILY_FUNCTIONS
+from e2llm_lite.scaling import FAMILIES, get_family  # the registry: scale families a request's g can be applied with
 from e2llm_lite.validation import check_int
 
 __all__ = ["E2LLM", "FAMILIES", "TRUNCATIONS", "middle_truncate", "hf_tokenizer", "parse_g", "AUTO_WINDOWS"]
 
-#: scale families a request's g can be applied with (:data:`e2llm_lite.scaling.FAMILIES`; linear = the paper)
-FAMILIES = tuple(_FAMILY_FUNCTIONS)
 #: how an over-long input is cut: LongBench's middle rule (the paper, §5.2) or lm-eval's left rule
 TRUNCATIONS = ("middle", "left")
 #: with ``g=auto`` and no ``max_length``: max_length = AUTO_WINDOWS · L (E²-LLM-32K from a 4K base)
@@ -152,7 +150,7 @@ class E2LLM(HFLM):
     def __init__(self, pretrained, base_window=None, g="auto", family: str = "linear", truncation: str = "middle",
                  max_length=None, tokenizer=None, g_log=None, **kwargs):
         self.g_rule = parse_g(g)
-        if family not in FAMILIES:
+        if not isinstance(family, str) or family not in FAMILIES:
             raise ValueError(f"family={family!r} is not a RoPE scale family; valid: {', '.join(FAMILIES)}")
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation={truncation!r}; valid: {', '.join(TRUNCATIONS)}")
@@ -166,7 +164,7 @@ class E2LLM(HFLM):
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, truncation=False, max_length=None, **kwargs)
         self.base_window = (_as_int("base_window", base_window, 1) if base_window is not None
                             else base_window_of(self.model))
-        if self.family != "linear" and self.g_rule != "config":
+        if get_family(self.family).needs_default_rope and self.g_rule != "config":
             for m in rotary_modules(self.model):  # ntk / yarn need rope_type='default': fail now, not mid-run
                 rope_base(m, self.base_window)
         if max_length is not None:

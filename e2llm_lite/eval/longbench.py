@@ -24,7 +24,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write, save_json
+from e2llm_lite.figure_files import save_figure
 
 __all__ = [
     "PAPER_TASKS", "TABLE1", "TABLE2", "PAPER_SCORES", "PAPER_OVERALL", "lm_eval_task", "overall", "scores_from_results",
@@ -177,7 +178,7 @@ def plot(ours: Mapping[str, float], label: str = "ours", paper_row: str | None =
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     if path is not None:
-        save_fig(fig, path)
+        save_figure(fig, path)
     return fig, ax
 
 

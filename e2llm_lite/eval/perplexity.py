@@ -58,7 +58,8 @@ from typing import Callable, Iterable, Mapping, Sequence, Union
 import torch
 
 from e2llm_lite import hf
-from e2llm_lite.atomic_files import atomic_write, save_fig
+from e2llm_lite.atomic_files import atomic_write
+from e2llm_lite.figure_files import save_figure
 from e2llm_lite.validation import check_int
 
 __all__ = [
@@ -345,7 +346,7 @@ class PplGrid:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7.5, frameon=False)
         fig.tight_layout()
         if path is not None:
-            save_fig(fig, path)
+            save_figure(fig, path)
         return fig, ax
 
     def save(self, out_dir: str | os.PathLike, stem: str = "ppl_grid") -> dict[str, str]:

@@ -46,10 +46,12 @@ from typing import Sequence
 
 import torch
 
+from e2llm_lite import data as D
 from e2llm_lite import hf
 from e2llm_lite.data import ByteTokenizer  # re-exported: the byte-level tiny models' tokenizer
 from e2llm_lite.eval.perplexity import GRule, _device_of, resolve_g
-from e2llm_lite.atomic_files import atomic_write, save_fig
+from e2llm_lite.atomic_files import atomic_write
+from e2llm_lite.figure_files import save_figure
 from e2llm_lite.validation import check_int
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "encode",
     "passkey_sample",
     "passkey_batch",
+    "passkey_mix",
     "greedy_generate",
     "auto_generate",
     "retrieval_accuracy",
@@ -239,7 +242,7 @@ def passkey_batch(
     """A training batch: ``(input_ids (B, length), answer_mask (B, length) bool)``.
 
     Row ``b`` is a full sample (prompt + answer); ``answer_mask`` marks the answer tokens (add their
-    cross-entropy to the LM loss, as :func:`e2llm_lite.studies.miniature.pretrain.passkey_mix` does). Depths are uniform in [0, 1] unless given.
+    cross-entropy to the LM loss, as :func:`passkey_mix` does). Depths are uniform in [0, 1] unless given.
     """
     gen = _generator(generator)
     ids, masks = [], []
@@ -251,6 +254,17 @@ def passkey_batch(
         m[s.input_ids.numel() :] = True
         masks.append(m)
     return torch.stack(ids), torch.stack(masks)
+
+
+def passkey_mix(tok, corpus, stream, seq_len, batch_size, n_passkey, seed, filler_chars=200_000, every=1) -> "D.PasskeyMix":
+    """Training data that teaches the task: packed LM windows of ``seq_len`` from the token ``stream`` of
+    ``corpus`` with ``n_passkey`` "miniature" passkey rows (:func:`passkey_batch`; filler from ``corpus``, digits
+    removed) in every ``every``-th batch; :class:`e2llm_lite.data.PasskeyMix` adds the answers' cross-entropy to the
+    loss. The studies pre-train and fine-tune their small bases on it (:mod:`e2llm_lite.train.pretrain`)."""
+    filler = D.filler_text(corpus, filler_chars)
+    windows = D.PackedWindows(stream, seq_len, batch_size, seed=seed)
+    sampler = lambda gen, n: passkey_batch(tok, filler, seq_len, n, gen, style="miniature")  # noqa: E731
+    return D.PasskeyMix(windows, sampler, n_passkey, seed=seed, every=every)
 
 
 # --- 2) greedy generation ------------------------------------------------------------------------
@@ -455,5 +469,5 @@ def plot_heatmap(grid: dict, path: str | os.PathLike | None = None, ax=None, tit
     fig.colorbar(im, ax=ax, label="accuracy")
     fig.tight_layout()
     if path is not None:
-        save_fig(fig, path)
+        save_figure(fig, path)
     return fig, ax

@@ -8,6 +8,8 @@
 * :mod:`e2llm_lite.train.loading` — load a model for full / LoRA / QLoRA fine-tuning, optimisers, export;
 * :mod:`e2llm_lite.train.planner` — memory and time per GPU for E² at R vs PI at L′ (paper §1, Fig. 1);
 * :mod:`e2llm_lite.train.finetune` — the paper's recipe end to end and the ``e2llm-lite train`` CLI.
+* :mod:`e2llm_lite.train.pretrain` — a small base from scratch: its spec, token stream and saved folder
+  (the studies' bases).
 
-Imports point downward only: this wing uses the top-level method modules, never ``eval`` or ``miniature``.
+Imports point downward only: this wing uses the top-level method modules, never ``eval`` or a study.
 """

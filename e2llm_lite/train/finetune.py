@@ -347,7 +347,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--g-max", type=int_arg("--g-max", 1), default=d.g_max)
     p.add_argument("--n-sink", type=int_arg("--n-sink", 0), default=d.n_sink)
     p.add_argument("--fixed-scale", type=int_arg("--fixed-scale", 1), default=None,
-                   help="g for the pi / e2-fixed-scale schemes")
+                   help=f"g for the {' / '.join(n for n, sc in SCHEMES.items() if sc.uses_fixed_scale)} schemes")
     p.add_argument("--steps", type=int_arg("--steps", 1), default=d.steps)
     p.add_argument("--lr", type=float_arg("--lr", 0, lo_open=True), default=d.lr)
     p.add_argument("--warmup-steps", type=int_arg("--warmup-steps", 0), default=d.warmup_steps)

@@ -21,7 +21,7 @@ backward pass. Two pieces:
   each row gets its own pair from ``(seed, i, micro, row)`` (row of the global micro-batch, so the
   draws do not depend on the number of processes), applied as float positions ``(m + t)/g``.
 
-Usage with ``Trainer`` (README; ``tests/train/test_hf_trainer.py`` runs it with ``num_workers=2``)::
+Usage with ``Trainer`` (docs/multi_gpu.md; ``tests/train/test_hf_trainer.py`` runs it with ``num_workers=2``)::
 
     aug = AugmentConfig(base_window=4096, train_len=4096, g_max=20)       # the paper's §4.1
     trainer = Trainer(model=model, args=args, train_dataset=windows,      # rows: {"input_ids": R ids}
@@ -74,7 +74,9 @@ class E2Hook:
     """Apply step ``i``'s E² draw to ``model``'s training forwards between ``begin_step(i)`` and ``end_step()``.
 
     ``rank`` and ``num_processes`` place this process's rows in the global micro-batch (per-sample draws
-    only). ``log`` records ``{"step", "micro", "g", "t"}`` of every training forward (lists per row).
+    only). ``log`` records ``{"step", "micro", "g", "t"}`` of every training forward (lists per row; ``t`` is the
+    draw's shift, E²'s offset). ``scheme``: any entry of :data:`e2llm_lite.augment.SCHEMES` — the hook feeds the
+    draw's ``position_ids`` and applies its ``scale``, whatever scheme built them.
     Eval forwards (``model.training`` False) and forwards outside a step are left alone.
     """
 
@@ -132,14 +134,14 @@ class E2Hook:
         if self._draw is not None:  # per iteration: integer ids m + t, g already in inv_freq
             draw = self._draw
             pos = draw.position_ids[:, :T].expand(B, T)  # (B, T)
-            g, t = [int(draw.scale[0])] * B, [int(draw.offset[0])] * B
+            g, t = [int(draw.scale[0])] * B, [int(draw.shift[0])] * B
         else:  # per sample: this process's rows of the global micro-batch, float positions (m + t)/g
             rows = B * self.num_processes
             draw = augment.sample_for_step(self.cfg, self.seed, self.step, rows, self.scheme, seq_len=T, micro=self.micro)
             sl = slice(self.rank * B, (self.rank + 1) * B)
             hf.check_position_ids(draw.position_ids[sl])
             pos = draw.position_ids[sl].to(torch.float32) / draw.scale[sl].to(torch.float32)[:, None]
-            g, t = draw.scale[sl].tolist(), draw.offset[sl].tolist()
+            g, t = draw.scale[sl].tolist(), draw.shift[sl].tolist()
         if "flash" in str(getattr(getattr(module, "config", None), "_attn_implementation", "")):
             pos = hf.fa2_safe_position_ids(pos)
         kwargs["position_ids"] = pos.to(ids.device)

@@ -6,8 +6,9 @@ One loop serves the CPU miniature (a 1–3 M-parameter Llama, seconds per step),
 
 1. draw ``(g_i, t_i)`` with :func:`e2llm_lite.augment.sample_for_step` — a pure function of
    ``(cfg.seed, i)``, so every process and every micro-batch of the step uses the same pair without
-   communicating (scheme by name: ``none``, ``pi``, ``e2``, ablations; ``per_sample`` draws one pair
-   per sequence from ``(seed, i, micro, row)``);
+   communicating (scheme by name, any entry of :data:`e2llm_lite.augment.SCHEMES`: ``none``, ``pi``,
+   ``e2``, ablations, a registered one — the loop reads only the draw's ``position_ids``, ``scale`` and
+   ``shift``; ``per_sample`` draws one pair per sequence from ``(seed, i, micro, row)``);
 2. for each of ``grad_accum`` micro-batches, take ``data.get_batch(i · grad_accum + micro)`` — the
    global micro-batch, a ``(B · N, R)`` LongTensor of which process ``r`` of ``N`` trains rows
    ``r·B … r·B + B − 1`` — and run forward **and** backward inside :func:`e2llm_lite.hf.e2_context`
@@ -109,7 +110,7 @@ class TrainConfig:
 class TrainResult:
     """What a run returns: per-step history and where it ended."""
 
-    history: list[dict]  # one record per step: step, loss, g, t, lr, tokens_per_s (+ on_step's dict)
+    history: list[dict]  # one record per step: step, loss, g, t (the draw's shift), lr, tokens_per_s (+ on_step's dict)
     step: int  # optimizer steps done (== cfg.steps when finished)
     resumed_from: int = 0  # step a checkpoint resumed from (0 = fresh start)
     elapsed_s: float = 0.0  # wall time of this call (not of earlier, resumed-from calls)
@@ -347,8 +348,9 @@ def train(
                 draw = augment.sample_for_step(cfg.augment, cfg.seed, step, batch.shape[0], cfg.scheme,
                                                seq_len=batch.shape[1], micro=micro)
                 input_ids = _rank_rows(batch, rank, world, "data.get_batch(index)").to(acc.device)  # (B, R)
-                draw.scale, draw.offset, draw.position_ids = (
-                    _rank_rows(t, rank, world, "draw") for t in (draw.scale, draw.offset, draw.position_ids))
+                draw.scale, draw.shift, draw.position_ids = (
+                    _rank_rows(t, rank, world, "draw") for t in (draw.scale, draw.shift, draw.position_ids))
+                draw.params = {k: _rank_rows(v, rank, world, f"draw.params[{k!r}]") for k, v in draw.params.items()}
                 b = input_ids.shape[0]
                 draw.extra["rows"] = (rank * b, (rank + 1) * b)  # this process's rows of the global micro-batch
                 with acc.accumulate(engine), hf.e2_context(raw, draw, input_ids) as kw:
@@ -375,7 +377,7 @@ def train(
                 "step": step,
                 "loss": float(total),
                 "g": int(draw.scale[0]),
-                "t": int(draw.offset[0]),
+                "t": int(draw.shift[0]),  # the draw's shift: E²'s offset t (0 for none / pi)
                 "lr": lr,
                 "tokens_per_s": n_tok * world / max(time.perf_counter() - t0, 1e-9),
             }

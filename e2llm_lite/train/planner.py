@@ -47,6 +47,11 @@ with ``benchmarks/gpu_modes.py``. Peak bf16 dense FLOP/s: A100 312 T, H100 SXM 9
 Sources: activation counting after Korthikanti et al. 2022 (*Reducing Activation Recomputation in
 Large Transformer Models*), FLOPs after Kaplan et al. 2020 and PaLM's MFU (Chowdhery et al. 2022,
 App. B), QLoRA memory after Dettmers et al. 2023; E²'s setting from the paper §4.1.
+
+**One module, on purpose** (about 550 lines, a tenth of them this docstring): the formulae above and the code that
+evaluates them belong side by side. It reads in three parts — the estimator (:class:`ModelShape`,
+:class:`PlanConfig`, :func:`estimate`), the paper's Fig. 1 as numbers (:func:`fig1_rows`, :func:`to_markdown`,
+:func:`plot_fig1`) and the ``e2llm-lite plan`` command — and the last two are thin readers of the first.
 """
 from __future__ import annotations
 
@@ -56,7 +61,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write, save_json
+from e2llm_lite.figure_files import save_figure
 from e2llm_lite.validation import (check_int, float_arg, int_arg, int_list_arg, local_path, out_file_arg)
 
 __all__ = [
@@ -457,7 +463,7 @@ def plot_fig1(rows: list[dict], path: str | os.PathLike | None = None, cfg: Plan
     ax2.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     if path is not None:
-        save_fig(fig, path)
+        save_figure(fig, path)
     return fig, (ax1, ax2)
 
 

@@ -113,7 +113,7 @@ def test_passkey_mix_rows_and_answer_loss():
     from e2llm_lite.augment import Draw
 
     def draw_for(rows):
-        d = Draw(scale=torch.ones(2, dtype=torch.long), offset=torch.zeros(2, dtype=torch.long),
+        d = Draw(scale=torch.ones(2, dtype=torch.long), shift=torch.zeros(2, dtype=torch.long),
                  position_ids=torch.arange(12).expand(2, 12))
         d.extra["rows"] = rows
         return d

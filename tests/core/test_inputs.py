@@ -15,10 +15,10 @@ from e2llm_lite.hf import e2_context, rope_scale, scale_for_length
 from e2llm_lite.models import tiny_model
 
 
-def _draw(scale, offset=None, rows=1, r=8):
+def _draw(scale, shift=None, rows=1, r=8):
     scale = torch.as_tensor(scale)
-    offset = torch.zeros(scale.shape, dtype=torch.int64) if offset is None else torch.as_tensor(offset)
-    return Draw(scale=scale, offset=offset, position_ids=torch.arange(r).repeat(rows, 1))
+    shift = torch.zeros(scale.shape, dtype=torch.int64) if shift is None else torch.as_tensor(shift)
+    return Draw(scale=scale, shift=shift, position_ids=torch.arange(r).repeat(rows, 1))
 
 
 def test_float_scale_is_refused_not_truncated():
@@ -42,11 +42,11 @@ def test_integer_scales_below_one_are_refused(g):
 
 def test_negative_offset_and_bad_shapes_are_refused():
     with pytest.raises(ValueError, match="t >= 0"):
-        _draw(torch.tensor([2]), offset=torch.tensor([-3]))
+        _draw(torch.tensor([2]), shift=torch.tensor([-3]))
     with pytest.raises(ValueError, match=r"shape \(B, R\)"):
-        Draw(scale=torch.tensor([1, 1]), offset=torch.tensor([0, 0]), position_ids=torch.arange(8).repeat(3, 1))
+        Draw(scale=torch.tensor([1, 1]), shift=torch.tensor([0, 0]), position_ids=torch.arange(8).repeat(3, 1))
     with pytest.raises(TypeError, match="must be a torch.Tensor, got list"):
-        Draw(scale=[2], offset=torch.tensor([0]), position_ids=torch.arange(8)[None])
+        Draw(scale=[2], shift=torch.tensor([0]), position_ids=torch.arange(8)[None])
 
 
 def test_e2_context_rechecks_a_draw_edited_after_sampling():

@@ -47,7 +47,7 @@ def _level(module: str) -> str:
     if len(parts) >= 2 and parts[1] in WINGS:
         return parts[1]
     if len(parts) >= 2 and parts[1] == "studies":
-        return f"studies.{parts[2]}" if len(parts) >= 3 else "studies"
+        return f"studies.{parts[2]}" if len(parts) >= 3 and parts[2] in STUDIES else "studies"
     return "top"
 
 

@@ -16,7 +16,7 @@ def pyproject_requirements() -> set[str]:
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = set(map(normalise, proj["dependencies"]))
     extras = proj["optional-dependencies"]
-    for name in ("notebooks", "train", "test"):
+    for name in ("notebooks", "train", "test", "docs"):
         reqs |= set(map(normalise, extras[name]))
     return reqs
 

@@ -1,9 +1,5 @@
-"""e2llm_lite.pictures: the coverage computation against hand-derived values and brute force; the plot
-helpers return fixed-size figures and write PNG + JSON."""
-import json
-import os
-import pathlib
-
+"""e2llm_lite.pictures: the plot helpers return fixed-size, readable figures (markers inside the axes, keys off the
+data, plain log ticks, coinciding lines told apart), and the figures of the studies stay readable."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,136 +7,16 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 from e2llm_lite import augment, rope  # noqa: E402
-from e2llm_lite import pictures
-
-# a small world where everything can be checked by hand: L = R = 16, scales 1..4, 2 sinks
-L, R, G_MAX, SINKS = 16, 16, 4, 2
+from e2llm_lite import coverage as cv  # noqa: E402
+from e2llm_lite import figure_files, pictures  # noqa: E402
 
 
 def small(**kw):
-    args = dict(base_window=L, train_len=R, g_max=G_MAX, n_sink=SINKS)
+    args = dict(base_window=16, train_len=16, g_max=4, n_sink=2)
     args.update(kw)
     return augment.AugmentConfig(**args)
-
-
-def spans(cov, spec):
-    """Boolean (G, D) array that is True exactly on {(d, g): lo <= d <= hi} for spec {g: (lo, hi)}."""
-    want = np.zeros_like(cov.covered)
-    for g, (lo, hi) in spec.items():
-        want[g - 1, lo : hi + 1] = True
-    return want
-
-
-# --- runs and distance intervals -------------------------------------------------------------
-
-
-def test_position_runs_hand_values():
-    np.testing.assert_array_equal(pictures.position_runs(torch.tensor([0, 1, 2, 3, 9, 10, 11])), [[0, 3], [9, 11]])
-    np.testing.assert_array_equal(pictures.position_runs([5]), [[5, 5]])
-    np.testing.assert_array_equal(pictures.position_runs(torch.arange(7)), [[0, 6]])
-    with pytest.raises(ValueError, match="strictly increasing"):
-        pictures.position_runs([0, 2, 2])
-
-
-def test_distance_intervals_hand_values():
-    # R = 8, sinks {0, 1}, t = 8 (g = 2, L = 8: T_max = 8): ids 0, 1, 10..15
-    ids = augment.e2_position_ids(8, 8, n_sink=2)
-    assert ids.tolist() == [0, 1, 10, 11, 12, 13, 14, 15]
-    # ordinary-ordinary 0..5, sink-sink 0..1, query-sink 9..15: the gap 6..8 is never seen
-    np.testing.assert_array_equal(pictures.distance_intervals(ids), [[0, 5], [9, 15]])
-    # without sink keys only ordinary keys remain: 0..5
-    np.testing.assert_array_equal(pictures.distance_intervals(ids, ids[2:]), [[0, 5]])
-    # t = 0: one run, distances 0..R-1
-    np.testing.assert_array_equal(pictures.distance_intervals(torch.arange(8)), [[0, 7]])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.sets(st.integers(0, 60), min_size=1, max_size=25), st.integers(0, 5))
-def test_distance_intervals_equal_brute_force(id_set, drop):
-    ids = np.array(sorted(id_set))
-    keys = ids[min(drop, len(ids) - 1):]
-    brute = sorted({int(q - k) for q in ids for k in keys if q >= k})
-    got = [d for lo, hi in pictures.distance_intervals(ids, keys) for d in range(lo, hi + 1)]
-    assert got == brute
-
-
-# --- coverage ---------------------------------------------------------------------------------
-
-
-def test_coverage_none_covers_only_g1_up_to_R_minus_1():
-    cov = pictures.coverage(small(), "none", n_iter=20, seed=0)
-    np.testing.assert_array_equal(cov.covered, spans(cov, {1: (0, R - 1)}))
-    assert cov.iterations.tolist() == [20, 0, 0, 0]
-    assert cov.fraction_of_needed() == pytest.approx(R / (L * sum(range(1, G_MAX + 1))))
-
-
-def test_coverage_pi_covers_one_scale_up_to_R_minus_1():
-    cov = pictures.coverage(small(fixed_scale=3), "pi", n_iter=20, seed=0)
-    np.testing.assert_array_equal(cov.covered, spans(cov, {3: (0, R - 1)}))
-    # PI trained on the long window (R = L*g) fills its one row, nothing else
-    long = pictures.coverage(small(train_len=3 * L, fixed_scale=3), "pi", n_iter=5, seed=0)
-    np.testing.assert_array_equal(long.covered, spans(long, {3: (0, 3 * L - 1)}))
-
-
-def test_coverage_e2_reaches_L_g_minus_1_through_sinks_only():
-    cov = pictures.coverage(small(), "e2", n_iter=600, seed=1)
-    assert cov.iterations.sum() == 600 and (cov.iterations > 0).all()
-    for g in range(1, G_MAX + 1):
-        assert cov.max_distance(g) == L * g - 1, g  # the whole window inference at g needs
-    np.testing.assert_array_equal(cov.covered, cov.needed)  # everything needed, nothing more
-    assert cov.fraction_of_needed() == 1.0
-    # distance 0 (a token with itself) is in every iteration
-    np.testing.assert_array_equal(cov.counts[:, 0], cov.iterations)
-
-    no_sink_keys = pictures.coverage(small(), "e2", n_iter=600, seed=1, exclude_sink_keys=True)
-    assert [no_sink_keys.max_distance(g) for g in range(1, G_MAX + 1)] == [R - 1 - SINKS] * G_MAX
-
-    # no sinks: the offset is a pure shift (Eq. 2), coverage is that of "no offset"
-    plain = pictures.coverage(small(n_sink=0), "e2", n_iter=200, seed=1)
-    no_offset = pictures.coverage(small(n_sink=0), "e2-no-offset", n_iter=200, seed=1)
-    want = spans(plain, {g: (0, R - 1) for g in range(1, G_MAX + 1)})
-    np.testing.assert_array_equal(plain.covered, want)
-    np.testing.assert_array_equal(no_offset.covered, want)
-
-
-def test_coverage_counts_equal_brute_force_over_the_same_draws():
-    cfg = small(base_window=8, train_len=8, g_max=3)
-    n_iter = 40
-    cov = pictures.coverage(cfg, "e2", n_iter=n_iter, seed=7)
-    want = np.zeros_like(cov.counts)
-    gen = augment.make_generator(7)
-    for _ in range(n_iter):
-        d = augment.sample(cfg, gen)
-        ids = d.position_ids[0]
-        seen = {int(q - k) for q in ids for k in ids if q >= k}
-        for dist in seen:
-            want[int(d.scale[0]) - 1, dist] += 1
-    np.testing.assert_array_equal(cov.counts, want)
-    # pure: same arguments, same arrays
-    np.testing.assert_array_equal(pictures.coverage(cfg, "e2", n_iter=n_iter, seed=7).counts, cov.counts)
-
-
-def test_coverage_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="n_iter"):
-        pictures.coverage(small(), "e2", n_iter=0)
-    with pytest.raises(ValueError, match="g_max"):
-        pictures.coverage(small(), "e2", n_iter=50, g_max=2)  # draws g up to 4
-    with pytest.raises(ValueError, match="unknown scheme"):
-        pictures.coverage(small(), "yarn", n_iter=5)
-
-
-def test_bin_coverage_hand_values():
-    cov = pictures.coverage(small(), "none", n_iter=1, seed=0)  # row g=1 covers 0..15 of D = 64
-    b = pictures.bin_coverage(cov, 10)  # bins [0,10) [10,20) ... [60,64)
-    assert b.shape == (G_MAX, 7)
-    np.testing.assert_allclose(b[0], [1.0, 0.6, 0, 0, 0, 0, 0])
-    assert not b[1:].any()
-    with pytest.raises(ValueError, match="bin_width"):
-        pictures.bin_coverage(cov, 0)
 
 
 # --- draws and scores -------------------------------------------------------------------------
@@ -148,7 +24,7 @@ def test_bin_coverage_hand_values():
 
 def test_fixed_draw_matches_the_sampler_layout():
     d = pictures.fixed_draw(16, 16, g=3, t=20, n_sink=2)
-    assert d.scale.tolist() == [3] and d.offset.tolist() == [20]
+    assert d.scale.tolist() == [3] and d.shift.tolist() == [20]
     torch.testing.assert_close(d.position_ids[0], augment.e2_position_ids(16, 20, 2))
     torch.testing.assert_close(d.scaled_positions[0], rope.e2_positions(d.position_ids[0], 0, 3))
     with pytest.raises(ValueError, match=r"\[0, 32\]"):
@@ -170,7 +46,7 @@ def test_score_curve_is_rope_score_at_d_over_g():
 # --- plots and files --------------------------------------------------------------------------
 
 
-def test_plot_helpers_return_fixed_size_figures_and_save(tmp_path):
+def test_plot_helpers_return_fixed_size_figures():
     import matplotlib.pyplot as plt
 
     draws = [pictures.fixed_draw(16, 16, g, 0, 2) for g in (2, 3)]
@@ -182,36 +58,23 @@ def test_plot_helpers_return_fixed_size_figures_and_save(tmp_path):
                                 hband=("band", 0.0, 2.0))
     assert tuple(fig2.get_size_inches()) == pictures.FIGSIZE
     assert [ln.get_label() for ln in ax2.get_lines()][0] == "a"
-    cov = pictures.coverage(small(), "e2", n_iter=50, seed=0)
+    cov = cv.coverage(small(), "e2", n_iter=50, seed=0)
     fig3, axes3 = pictures.plot_coverage([cov, cov], labels=["x", "y"], bin_width=8)
     assert tuple(fig3.get_size_inches()) == pictures.TALL_FIGSIZE and len(axes3) == 2
-
-    png = pictures.save_figure(fig3, "test_coverage", {"summary": cov.summary(), "arr": np.arange(3)}, directory=tmp_path)
-    assert png == tmp_path / "test_coverage.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = json.loads((tmp_path / "test_coverage.json").read_text())
-    assert data["figure"] == "test_coverage.png" and data["arr"] == [0, 1, 2]
-    assert data["summary"]["max_distance_by_g"]["1"] == L - 1
-    assert oct(png.stat().st_mode & 0o777) == "0o644"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary files left"
-    with pytest.raises(ValueError, match="plain file stem"):
-        pictures.save_figure(fig3, "../evil", {}, directory=tmp_path)
+    assert axes3[0].get_title(loc="left").startswith(f"x: {100 * cov.fraction_of_needed():.1f}% of needed")
     with pytest.raises(ValueError, match="at least one"):
         pictures.plot_position_indices([], 16)
+    with pytest.raises(ValueError, match="at least one Coverage"):
+        pictures.plot_coverage([])
     plt.close("all")
 
 
-def test_figures_dir_and_display_path(tmp_path, monkeypatch):
-    here = str(pathlib.Path(__file__).resolve().parents[2])  # the repository root
-    monkeypatch.chdir(os.path.join(here, "notebooks") if os.path.isdir(os.path.join(here, "notebooks")) else here)
-    assert str(pictures.repo_root()) == os.path.realpath(here)
-    monkeypatch.delenv(pictures.ENV_FIGURES, raising=False)
-    assert pictures.figures_dir(create=False) == pictures.repo_root() / "figures"
-    assert pictures.display_path(pictures.repo_root() / "figures" / "x.png") == "figures/x.png"
-    monkeypatch.setenv(pictures.ENV_FIGURES, str(tmp_path / "out"))
-    assert pictures.figures_dir() == tmp_path / "out" and (tmp_path / "out").is_dir()
-    monkeypatch.chdir(tmp_path)
-    assert pictures.repo_root() is None
-    assert pictures.display_path(tmp_path / "out" / "y.png") == "out/y.png"
+def test_the_notebooks_reach_figure_files_and_coverage_through_pictures():
+    """Notebooks 01–06 call ``pictures.save_figure``, ``pictures.coverage`` …: the same functions as their modules'."""
+    for name in ("save_figure", "figures_dir", "display_path", "repo_root"):
+        assert getattr(pictures, name) is getattr(figure_files, name), name
+    for name in ("coverage", "bin_coverage", "position_runs", "distance_intervals", "Coverage"):
+        assert getattr(pictures, name) is getattr(cv, name), name
 
 
 # --- readability: nothing clipped at the axes, plain log ticks, coinciding lines told apart -----------------
@@ -264,7 +127,7 @@ def test_score_and_coverage_keys_sit_off_the_data():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "b (≈ a)" in labels and "c" in labels  # b lies on a: the key says so, c does not
     plt.close(fig)
-    cov = pictures.coverage(small(), "e2", n_iter=20, seed=0)
+    cov = cv.coverage(small(), "e2", n_iter=20, seed=0)
     fig, axes = pictures.plot_coverage([cov, cov], bin_width=8)
     fig.canvas.draw()
     assert len(fig.legends) == 1
@@ -324,20 +187,20 @@ def test_distinguish_lines_gives_own_markers_and_names_coinciding_lines():
 def test_report_and_retrieval_figures_stay_readable():
     import matplotlib.pyplot as plt
 
-    from e2llm_lite.studies.retrieval import study as retrieval_base
-from e2llm_lite.studies.miniature import report
+    from e2llm_lite.studies import retrieval
+    from e2llm_lite.studies.miniature import plots
     from e2llm_lite.studies.miniature.reproduce import shipped_results
 
     f5 = shipped_results()["fig5"]
-    fig, ax = report.plot_fig5(f5)
+    fig, ax = plots.plot_fig5(f5)
     ticks = list(ax.get_yticks())
     values = [v for vals in f5["ppl"].values() for v in vals] + list(f5["auto"])
     assert ticks[0] <= min(values) and ticks[-1] >= max(values)  # the lowest point sat below the last tick
     assert tuple(fig.get_size_inches()) == (6.0, 4.0)  # notebook 04 prints this size
     plt.close(fig)
 
-    study = retrieval_base.shipped_results()
-    fig, axes = retrieval_base.plot_fig6(study)
+    study = retrieval.shipped_results()
+    fig, axes = retrieval.plot_fig6(study)
     fig.canvas.draw()
     assert fig.get_figwidth() <= 10  # one row of five panels was 22 inches: unreadable at page width
     heat = [a for a in axes.ravel() if a.images]

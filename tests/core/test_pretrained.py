@@ -125,7 +125,7 @@ def test_hook_matches_float_positions_on_real_weights(real):
     ids = _ids(tok, 64)
     g, t, n_sink = 5, 300, 4
     pos = augment.e2_position_ids(ids.shape[1], t, n_sink)[None]  # (1, T): 0..3, 4+t, ...
-    draw = augment.Draw(scale=torch.tensor([g]), offset=torch.tensor([t]), position_ids=pos)
+    draw = augment.Draw(scale=torch.tensor([g]), shift=torch.tensor([t]), position_ids=pos)
     mask = torch.ones_like(ids)
     with torch.inference_mode():
         hooked = hf.e2_forward(model, ids, draw).logits

@@ -13,10 +13,14 @@ from e2llm_lite.models import tiny_model
 from e2llm_lite.rope import inv_freq
 from e2llm_lite.scaling import (
     FAMILIES,
+    Family,
     RopeBase,
+    get_family,
     hf_rope_parameters,
+    linear,
     ntk_theta,
     plot_stretch,
+    register_family,
     scale_frequencies,
     stretch,
     yarn_attention_factor,
@@ -105,6 +109,52 @@ def test_hf_rope_parameters():
         "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256, "beta_fast": 32.0, "beta_slow": 1.0}
     assert hf_rope_parameters(base, 4, "ntk") == {"rope_type": "default", "rope_theta": 1e4 * 4 ** (32 / 30)}
     assert hf_rope_parameters(base, 1, "yarn") == {"rope_type": "default"}
+
+
+def test_each_family_is_one_registry_entry():
+    """Label, frequencies and stock-transformers export live on the family's object; hf_rope_parameters and
+    scale_frequencies dispatch to it."""
+    base = RopeBase(1e4, 32, 256)
+    assert {n: f.label for n, f in FAMILIES.items()} == {"linear": "PI", "ntk": "NTK", "yarn": "YaRN"}
+    assert {n: f.needs_default_rope for n, f in FAMILIES.items()} == {"linear": False, "ntk": True, "yarn": True}
+    for name, fam in FAMILIES.items():
+        assert fam.name == name and get_family(name) is fam and fam.description and "\n" not in fam.description
+        for g in (1, 4):
+            assert hf_rope_parameters(base, g, name) == fam.export(base, g)
+            assert torch.equal(scale_frequencies(base, g, name).inv_freq, fam(base, g).inv_freq)
+    assert hf_rope_parameters(base, 1, "linear") == {"rope_type": "linear", "factor": 1.0}
+    assert hf_rope_parameters(base, 1, "ntk") == {"rope_type": "default"}
+
+
+def test_a_registered_family_exports_its_own_parameters_never_yarn():
+    """A family the module's own code does not name goes through its own export (the old fallback wrote YaRN),
+    and an unregistered name is an error with the valid ones."""
+    fam = register_family(Family("test-half", "half", lambda b, g: linear(b, 2 * g),
+                                 lambda b, g: {"rope_type": "linear", "factor": 2.0 * g}, "PI at twice the scale"))
+    base = RopeBase(1e4, 32, 256)
+    try:
+        assert hf_rope_parameters(base, 3, "test-half") == {"rope_type": "linear", "factor": 6.0}
+        torch.testing.assert_close(scale_frequencies(base, 3, "test-half").inv_freq, base.frequencies() / 6, rtol=0, atol=0)
+        with pytest.raises(ValueError, match="'test-half' is already registered"):
+            register_family(fam)
+    finally:
+        FAMILIES.pop("test-half")
+    with pytest.raises(ValueError, match="unknown RoPE scale family 'test-half'; valid families: linear, ntk, yarn"):
+        hf_rope_parameters(base, 3, "test-half")
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: register_family(linear), TypeError, "register_family takes a Family"),
+    (lambda: Family("Bad Name", "x", linear, lambda b, g: {}, "d"), ValueError, "Family.name must be"),
+    (lambda: Family("x", "", linear, lambda b, g: {}, "d"), ValueError, "label must be one non-empty line"),
+    (lambda: Family("x", "X", linear, {"rope_type": "linear"}, "d"), TypeError, "export must be callable"),
+    (lambda: Family("x", "X", linear, lambda b, g: {}, "two\nlines"), ValueError, "description must be one"),
+    (lambda: Family("x", "X", linear, lambda b, g: {}, "d", needs_default_rope=1), TypeError, "needs_default_rope"),
+])
+def test_a_malformed_family_is_refused(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+    assert "x" not in FAMILIES
 
 
 def test_plot_stretch_draws_one_line_per_family():
@@ -221,7 +271,7 @@ def test_e2_step_with_a_family_equals_stock_model_at_offset_positions():
     model = tiny("llama")
     cfg = AugmentConfig(L, L, 8, fixed_scale=4, family="yarn")
     draw = sample(cfg, 1, batch_size=2, scheme="e2-fixed-scale")
-    assert draw.family == "yarn" and draw.base_window == L and int(draw.offset[0]) > 0
+    assert draw.family == "yarn" and draw.base_window == L and int(draw.shift[0]) > 0
     ids = torch.randint(0, 256, (2, L), generator=torch.Generator().manual_seed(1))
     out = e2_forward(model, ids, draw).logits
     params, kw = reference_parameters("yarn", 4)
@@ -240,7 +290,7 @@ def test_family_leaves_the_draw_unchanged():
             c = sample(AugmentConfig(64, 64, 16, per_sample=per_sample), 5, batch_size=3, family=fam)
             for d in (b, c):
                 assert d.family == fam
-                assert torch.equal(a.scale, d.scale) and torch.equal(a.offset, d.offset)
+                assert torch.equal(a.scale, d.scale) and torch.equal(a.shift, d.shift)
                 assert torch.equal(a.position_ids, d.position_ids)
 
 

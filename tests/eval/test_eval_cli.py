@@ -78,7 +78,7 @@ def test_state_dict_file_on_a_base_folder(tmp_path, saved):
     from safetensors.torch import save_file
 
     from e2llm_lite.data import train_bpe
-    from e2llm_lite.studies.miniature.pretrain import save_base
+    from e2llm_lite.train.pretrain import save_base
 
     root, _ = saved
     tok = train_bpe(TEXTS, vocab_size=300)

@@ -310,7 +310,7 @@ def test_cli_longbench_on_local_files(tmp_path, capsys):
     applied = json.loads((out / "longbench_applied_g.json").read_text())
     assert applied["base_window"] == 256 and applied["max_length"] == 512
     assert all(r["g"] == scale_for_length(r["n_tokens"], 256) for r in applied["applied"])
-    assert "| **assets** |" in capsys.readouterr().out
+    assert "| **base** |" in capsys.readouterr().out
 
 
 # --- proof-pile, Table 3's protocol -------------------------------------------------------------
@@ -398,7 +398,7 @@ def test_proofpile_runner_applies_the_family_per_cell(tmp_path, capsys):
     lin, yarn = grids["linear"], grids["yarn"]
     assert yarn["g"] == lin["g"] == [[2.0, None], [1.0, 3.0]]  # the same g per cell, 2 L = 512 < 768 ("–")
     assert yarn["meta"]["family"] == "yarn" and lin["meta"]["family"] == "linear" and yarn["meta"]["base_window"] == 256
-    assert yarn["rows"] == ["assets (g=2, yarn)", "assets (g=auto, yarn)"]
+    assert yarn["rows"] == ["base (g=2, yarn)", "base (g=auto, yarn)"]
     assert yarn["ppl"][1][0] == lin["ppl"][1][0]  # 128 tokens: g = 1, the identity in every family
     model, bpe, _ = load_base()
     docs, _ = PP.load_proof_pile(bpe, n_docs=2, min_tokens=768, seed=1, path=str(data))
@@ -406,7 +406,7 @@ def test_proofpile_runner_applies_the_family_per_cell(tmp_path, capsys):
         ref = perplexity(model, docs, 768, 64, g=None, convention="all").ppl
     assert yarn["ppl"][1][1] == pytest.approx(ref, rel=1e-5)
     assert abs(yarn["ppl"][1][1] - lin["ppl"][1][1]) > 1e-4 * lin["ppl"][1][1]  # yarn at g = 3 is not PI
-    assert "| assets (g=auto, yarn) |" in capsys.readouterr().out
+    assert "| base (g=auto, yarn) |" in capsys.readouterr().out
 
 
 def test_longbench_runner_passes_the_family_to_the_model(tmp_path):

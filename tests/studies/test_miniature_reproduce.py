@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from e2llm_lite import cli
+from e2llm_lite.augment import SCHEMES, Draw, Scheme, register_scheme
 from e2llm_lite.data import passkey_rows as _passkey_rows
 from e2llm_lite.studies.miniature.reproduce import PROFILES, Reproduction
+from e2llm_lite.studies.miniature.runs import RunSpec, runs
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "runs" / "quick"  # gitignored; notebooks 04/05 read it
@@ -37,8 +39,15 @@ def test_outputs_written(quick):
     summary = _json(quick / "results" / "reproduce.json")
     assert set(summary["claims"]) == set("abcde")
     assert all(c["verdict"] in ("holds", "partly", "does not hold") for c in summary["claims"].values())
-    assert set(summary["runs"]) == {"none", "pi", "e2", "e2-no-offset", "e2-fixed-scale", "e2-sink0", "e2-sink2", "e2-sink6",
+    # every run of the run list was trained, in its order; the paper's runs are among them
+    assert list(summary["runs"]) == [s.name for s in runs(PROFILES["quick"])]
+    assert set(summary["runs"]) >= {"none", "pi", "e2", "e2-no-offset", "e2-fixed-scale", "e2-sink0", "e2-sink2", "e2-sink6",
                                     "e2-harmonic", "e2-ntk", "e2-yarn", "e2-x3"}
+    table = _json(quick / "results" / "table_runs.json")  # one row per run, each with its own g rule
+    assert table["rows"] == [s.row_label() for s in runs(PROFILES["quick"])]
+    rows = dict(zip(table["rows"], table["g"]))
+    assert rows["none (g = 1)"] == [1.0, 1.0, 1.0] and rows["pi (g = 4)"] == [4.0, 4.0, 4.0]
+    assert rows["e2-yarn (g = length / L, YaRN)"] == [1.0, 2.0, 4.0]
 
 
 def test_table3_shape_and_protocol(quick):
@@ -137,6 +146,68 @@ def test_families_table(quick):
     r = perplexity(stock, rep.segments, 2 * L, stride=2 * L - 1, g=None, batch_size=4)
     assert r.ppl == pytest.approx(rows["E²-yarn (g = length / L)"][0][1], rel=1e-5)
     shutil.rmtree(quick / "recheck", ignore_errors=True)
+
+
+def _every_other(cfg, gen, batch_size):
+    """A stub scheme: ids 0, 2, 4, … at g = 2."""
+    pos = (2 * torch.arange(cfg.train_len)).expand(batch_size, -1).clone()
+    return Draw(scale=torch.full((batch_size,), 2, dtype=torch.int64), position_ids=pos)
+
+
+def test_a_registered_scheme_is_one_more_run(quick, tmp_path):
+    """Append one RunSpec for a stub scheme to the run list: the runner trains it on the ids the scheme drew (seen
+    at the rotary module), with the study's token budget, and gives it a row in the results — no code names it.
+    The other runs come finished from the quick run's work folder (a copy), so only the stub trains."""
+    register_scheme(Scheme("every-other", _every_other, "even position ids at g = 2 (a test stub)",
+                           train_scale=lambda cfg: 2))
+    try:
+        work = tmp_path / "work"
+        shutil.copytree(quick / "work", work)
+        specs = [*runs(PROFILES["quick"]), RunSpec("every-other", "every-other")]
+        rep = Reproduction(PROFILES["quick"], tmp_path / "out", work, runs=specs, progress=False)
+        rot, seen = rep.base.model.rotary_emb, []
+        theta = rot.inv_freq.detach().clone()
+
+        def probe(module, args, kwargs):  # copied with the base into every run's model
+            if module.training:
+                pos = args[1] if len(args) > 1 else kwargs["position_ids"]
+                seen.append((float(theta[1] / module.inv_freq[1]), pos.detach().clone()))
+
+        rot.register_forward_pre_hook(probe, with_kwargs=True)
+        summary = rep.run_all()
+    finally:
+        SCHEMES.pop("every-other")
+    L, p = 256, PROFILES["quick"]
+    assert len(seen) == p.ft_steps  # one micro-batch per step, and no other run trained
+    for ratio, pos in seen:
+        assert ratio == pytest.approx(2.0, rel=1e-6)
+        assert pos.shape == (p.ft_batch, L) and (pos == 2 * torch.arange(L)).all()
+    run = summary["runs"]["every-other"]
+    assert run["scheme"] == "every-other" and run["config"]["scheme"] == "every-other"
+    assert (run["train_len"], run["batch"]) == (L, p.ft_batch)  # the same tokens per step as every run
+    table = _json(tmp_path / "out" / "results" / "table_runs.json")
+    row = table["rows"].index("every-other (g = length / L)")
+    assert table["g"][row] == [1.0, 2.0, 4.0] and all(v > 1.0 for v in table["ppl"][row])
+    assert "every-other (g = length / L)" in (tmp_path / "out" / "figures" / "table_runs.md").read_text()
+    # the paper's tables are unchanged by one more run
+    for stem in ("table3", "table4", "table5"):
+        assert _json(tmp_path / "out" / "results" / f"{stem}.json")["ppl"] == _json(quick / "results" / f"{stem}.json")["ppl"]
+
+
+def test_a_run_list_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="unknown scheme 'banana'; valid schemes"):
+        RunSpec("x", "banana")
+    with pytest.raises(ValueError, match="unknown RoPE scale family 'YaRN'"):
+        RunSpec("x", "e2", family="YaRN")
+    with pytest.raises(ValueError, match="eval_g must be 'auto', None or an integer"):
+        RunSpec("x", "e2", eval_g="length")
+    specs = runs(PROFILES["quick"])
+    assert [s.sequence_scale for s in specs[:3]] == [1, PROFILES["quick"].pi_scale, 1]  # PI pays g x longer rows
+    with pytest.raises(ValueError, match="run 'e2' appears twice"):
+        Reproduction(PROFILES["quick"], tmp_path / "out", tmp_path / "work", runs=[*specs, RunSpec("e2", "e2")])
+    with pytest.raises(ValueError, match="continues from 'e2', which is not an earlier run"):
+        Reproduction(PROFILES["quick"], tmp_path / "out", tmp_path / "work", runs=[RunSpec("e2-x3", "e2", continue_from="e2")])
+    assert not (tmp_path / "out").exists()  # refused before any folder is made
 
 
 def test_passkey_rows_share():

@@ -1,12 +1,14 @@
-"""The real profile (``e2llm_lite.studies.real_model.profile``): its pipeline on a tiny stand-in, its helpers on the
+"""The real-model study (``e2llm_lite.studies.real_model``): its pipeline on a tiny stand-in, its helpers on the
 real SmolLM2-135M (tests marked ``real``, sharing the session fixture ``real_model`` of ``tests/conftest.py``)."""
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
 
-from e2llm_lite.studies.real_model import profile as rp
+from e2llm_lite.studies import real_model as study  # `real_model` is conftest's fixture of the real SmolLM2
+from e2llm_lite.studies.real_model import measure
+from e2llm_lite.studies.real_model import run as real_run
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +39,13 @@ def tiny_folder(tmp_path_factory):
 
 
 def _schedule(folder):
-    return replace(rp.SCHEDULES["smoke"], model=str(folder), train_len=192, pk_length=256, ppl_lengths=(128, 256),
+    return replace(study.SCHEDULES["smoke"], model=str(folder), train_len=192, pk_length=256, ppl_lengths=(128, 256),
                    beyond_length=512, curve_samples=1)
 
 
 def test_pipeline_writes_results_figures_report_and_resumes(tiny_folder, tmp_path, monkeypatch):
     s = _schedule(tiny_folder)
-    run = rp.RealRun(s, out=tmp_path / "out", work=tmp_path / "work", progress=False, log=lambda *a: None)
+    run = study.RealRun(s, out=tmp_path / "out", work=tmp_path / "work", progress=False, log=lambda *a: None)
     res = run.run_all()
     path = tmp_path / "out" / "results" / "real" / "real_profile.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(res))
@@ -71,13 +73,13 @@ def test_pipeline_writes_results_figures_report_and_resumes(tiny_folder, tmp_pat
     for png in ("real_curve.png", "real_before_after.png"):
         assert (tmp_path / "out" / "figures" / png).read_bytes()[:4] == b"\x89PNG"
     # a second call finds every phase finished: no training, the same results
-    monkeypatch.setattr(rp, "finetune", lambda *a, **k: pytest.fail("trained again"))
-    monkeypatch.setattr(rp, "beyond_window", lambda *a, **k: pytest.fail("beyond-window samples again"))
-    again = rp.RealRun(s, out=tmp_path / "out", work=tmp_path / "work", progress=False, log=lambda *a: None).run_all()
+    monkeypatch.setattr(real_run, "finetune", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(real_run, "beyond_window", lambda *a, **k: pytest.fail("beyond-window samples again"))
+    again = study.RealRun(s, out=tmp_path / "out", work=tmp_path / "work", progress=False, log=lambda *a: None).run_all()
     assert again["models"] == res["models"] and again["beyond"] == res["beyond"]
     # a work folder belongs to one schedule
     with pytest.raises(ValueError, match="belongs to another schedule"):
-        rp.RealRun(replace(s, steps=3), out=tmp_path / "out", work=tmp_path / "work", log=lambda *a: None)
+        study.RealRun(replace(s, steps=3), out=tmp_path / "out", work=tmp_path / "work", log=lambda *a: None)
 
 
 def test_interrupted_finetune_resumes_exactly(tiny_folder, tmp_path):
@@ -86,12 +88,12 @@ def test_interrupted_finetune_resumes_exactly(tiny_folder, tmp_path):
 
     s = replace(_schedule(tiny_folder), steps=4, curve_every=0, checkpoint_every=2)
     base, tok = load_pretrained(str(tiny_folder))
-    data = rp.train_data(tok, s)
-    full, _ = rp.finetune(base, tok, s, "e2", tmp_path / "a", progress=False, data=data)
+    data = real_run.train_data(tok, s)
+    full, _ = real_run.finetune(base, tok, s, "e2", tmp_path / "a", progress=False, data=data)
     base, _ = load_pretrained(str(tiny_folder))
-    rp.finetune(base, tok, replace(s, steps=2), "e2", tmp_path / "b", progress=False, data=data)
+    real_run.finetune(base, tok, replace(s, steps=2), "e2", tmp_path / "b", progress=False, data=data)
     base, _ = load_pretrained(str(tiny_folder))
-    resumed, res = rp.finetune(base, tok, s, "e2", tmp_path / "b", progress=False, data=data)
+    resumed, res = real_run.finetune(base, tok, s, "e2", tmp_path / "b", progress=False, data=data)
     assert res.resumed_from == 2 and res.step == 4
     want = {n: p for n, p in full.named_parameters() if "lora_" in n}
     got = dict(resumed.named_parameters())
@@ -100,15 +102,15 @@ def test_interrupted_finetune_resumes_exactly(tiny_folder, tmp_path):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="steps must be an integer >= 0"):
-        rp.RealSchedule(steps=-1)
+        study.RealSchedule(steps=-1)
     with pytest.raises(ValueError, match="HH:MM"):
-        rp._deadline("25:99")
+        real_run._deadline("25:99")
     with pytest.raises(ValueError, match="scheme must be 'e2' or 'pi'"):
-        rp.finetune(None, None, rp.SCHEDULES["smoke"], "none")
+        real_run.finetune(None, None, study.SCHEDULES["smoke"], "none")
     with pytest.raises(ValueError, match="family must be 'linear' for scheme 'pi'"):
-        rp.finetune(None, None, rp.SCHEDULES["smoke"], "pi", family="yarn")
+        real_run.finetune(None, None, study.SCHEDULES["smoke"], "pi", family="yarn")
     with pytest.raises(ValueError, match="banana"):
-        rp.RealSchedule(families=("banana",))
+        study.RealSchedule(families=("banana",))
 
 
 def test_yarn_tables_equal_a_direct_rope_scale(tiny_folder):
@@ -118,13 +120,13 @@ def test_yarn_tables_equal_a_direct_rope_scale(tiny_folder):
     from e2llm_lite.pretrained import load_pretrained
 
     model, tok = load_pretrained(str(tiny_folder))
-    docs = rp.eval_docs(tok, 256, 1)[0]
-    t = rp.ppl_table(model, docs, (1, 4), (256,), family="yarn")["256"]
+    docs = study.eval_docs(tok, 256, 1)[0]
+    t = measure.ppl_table(model, docs, (1, 4), (256,), family="yarn")["256"]
     with hf.rope_scale(model, 4.0, family="yarn"):
         want = P.perplexity(model, docs, window=256, g=1.0).ppl
     assert t["4"] == round(want, 3)
-    assert t["1"] == rp.ppl_table(model, docs, (1,), (256,))["256"]["1"]  # g = 1: no family applies
-    assert t["4"] != rp.ppl_table(model, docs, (4,), (256,))["256"]["4"]
+    assert t["1"] == measure.ppl_table(model, docs, (1,), (256,))["256"]["1"]  # g = 1: no family applies
+    assert t["4"] != measure.ppl_table(model, docs, (4,), (256,))["256"]["4"]
 
 
 def test_report_prose_follows_the_numbers(tmp_path):
@@ -132,9 +134,9 @@ def test_report_prose_follows_the_numbers(tmp_path):
         return {"ppl": {"2048": {"1": ppl1, "8": ppl8}},
                 "passkey": {"by_g": {"1": {"exact": 5, "n": 5}, "8": {"exact": pk8, "n": 5}}}, **kw}
 
-    res = {"schedule": {**rp.asdict(rp.SCHEDULES["real"]), "steps": 7}, "machine": {"cpu_count": 2, "torch_threads": 1},
+    res = {"schedule": {**asdict(study.SCHEDULES["real"]), "steps": 7}, "machine": {"cpu_count": 2, "torch_threads": 1},
            "models": {"base": model(5.0, 100.0, 0), "e2": model(6.0, 20.0, 3, steps=7), "pi": model(5.5, 30.0, 1, steps=7)}}
-    text = open(rp.write_report(res, tmp_path)).read()
+    text = open(study.write_report(res, tmp_path)).read()
     assert "Zero-shot scaling breaks the base" in text and "×20.0" in text
     assert "**E² lowers the damage at every g > 1.**" in text and "g = 8: 100.00 → 20.00" in text
     assert "+20 % relative to the base" in text
@@ -142,13 +144,13 @@ def test_report_prose_follows_the_numbers(tmp_path):
     # E² over YaRN beside E² (linear): the short-context ratio and its verdict come from the numbers
     res["models"]["e2-yarn"] = model(5.1, 15.0, 4, steps=7, family="yarn")
     res["models"]["base-yarn"] = model(5.0, 9.0, 2, family="yarn")
-    text = open(rp.write_report(res, tmp_path)).read()
+    text = open(study.write_report(res, tmp_path)).read()
     assert "1.200 (linear) vs 1.020 (E²-YaRN) — E²-YaRN closes the gap" in text
     assert "| E²-YaRN | 5.10 | 15.00 | 5/5 | 4/5 |" in text and "| base + YaRN (zero-shot g) |" in text
     res["models"]["e2-yarn"] = model(5.5, 15.0, 4, steps=7, family="yarn")
-    assert "1.100 (E²-YaRN) — E²-YaRN narrows the gap" in open(rp.write_report(res, tmp_path)).read()
+    assert "1.100 (E²-YaRN) — E²-YaRN narrows the gap" in open(study.write_report(res, tmp_path)).read()
     res["models"]["e2"] = model(6.0, 150.0, 0, steps=7)
-    text = open(rp.write_report(res, tmp_path)).read()
+    text = open(study.write_report(res, tmp_path)).read()
     assert "**E² does not lower it.**" in text
 
 
@@ -161,10 +163,10 @@ def test_few_real_finetune_steps_train_only_the_adapter(real_model):
     import copy
 
     _, model, tok, _ = real_model
-    s = replace(rp.SCHEDULES["smoke"], steps=1, train_len=96, curve_every=0, train_chars=20_000)
+    s = replace(study.SCHEDULES["smoke"], steps=1, train_len=96, curve_every=0, train_chars=20_000)
     base = copy.deepcopy(model)
     frozen = {n: p.clone() for n, p in model.named_parameters()}
-    lora, res = rp.finetune(base, tok, s, "e2", None, progress=False)
+    lora, res = real_run.finetune(base, tok, s, "e2", None, progress=False)
     assert res.step == 1 and all(torch.isfinite(torch.tensor(h["loss"])) for h in res.history)
     named = dict(lora.named_parameters())
     assert any(float(p.abs().sum()) > 0 for n, p in named.items() if "lora_B" in n)  # B starts at 0
@@ -185,11 +187,11 @@ def test_live_demo_with_the_shipped_adapters(real_model):
     from e2llm_lite.train import loading
 
     _, model, tok, _ = real_model
-    m = loading.load_adapter(copy.deepcopy(model), rp.SHIPPED_ADAPTERS["e2"][0], adapter_name="e2")
-    m.load_adapter(str(rp.SHIPPED_ADAPTERS["e2-yarn"][0]), adapter_name="e2-yarn")
-    res = rp.live_demo(m, tok, gs=(1, 8), n_passkey=1, passkey_length=300, ppl_length=256, progress=False,
+    m = loading.load_adapter(copy.deepcopy(model), study.SHIPPED_ADAPTERS["e2"][0], adapter_name="e2")
+    m.load_adapter(str(study.SHIPPED_ADAPTERS["e2-yarn"][0]), adapter_name="e2-yarn")
+    res = study.live_demo(m, tok, gs=(1, 8), n_passkey=1, passkey_length=300, ppl_length=256, progress=False,
                        runs=("e2", "e2-yarn"))
-    doc = rp.eval_docs(tok, 256, 1)[0][0]
+    doc = study.eval_docs(tok, 256, 1)[0][0]
     assert res["ppl"]["base"]["8"] == pytest.approx(P.perplexity(model, [doc], window=256, g=8.0).ppl, rel=1e-4)
     m.set_adapter("e2-yarn")
     with hf.rope_scale(m, 8.0, family="yarn"):
@@ -201,9 +203,9 @@ def test_live_demo_with_the_shipped_adapters(real_model):
 
 def test_shipped_results_match_the_shipped_adapters():
     """The package carries the real profile's results (notebooks read them) for every shipped adapter's run."""
-    res = rp.shipped_results()
-    assert set(rp.SHIPPED_ADAPTERS) <= set(res["models"]) and "base" in res["models"]
-    for who, (folder, family) in rp.SHIPPED_ADAPTERS.items():
+    res = study.shipped_results()
+    assert set(study.SHIPPED_ADAPTERS) <= set(res["models"]) and "base" in res["models"]
+    for who, (folder, family) in study.SHIPPED_ADAPTERS.items():
         assert res["models"][who]["family"] == family and res["models"][who]["steps"] == res["schedule"]["steps"]
         assert json.loads((folder / "training.json").read_text())["schedule"]["steps"] == res["schedule"]["steps"]
         assert "loss_curve" not in res["models"][who]

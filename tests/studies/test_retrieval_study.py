@@ -1,4 +1,4 @@
-"""The retrieval study (``e2llm_lite.studies.retrieval.study``, ``e2llm-lite reproduce --only retrieval``) on its
+"""The retrieval study (``e2llm_lite.studies.retrieval``, ``e2llm-lite reproduce --only retrieval``) on its
 quick profile: phases, resume, token budgets, family-aware grids, validation and the generated report."""
 import copy
 import json
@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 
 from e2llm_lite import cli
-from e2llm_lite.studies.retrieval import study as rb
+from e2llm_lite.studies import retrieval as rb
+from e2llm_lite.studies.retrieval import base as retrieval_base
+from e2llm_lite.studies.retrieval import run as retrieval_run
 
 QUICK = rb.RETRIEVAL_PROFILES["quick"]
 
@@ -45,9 +47,10 @@ def test_phases_write_json_figures_report_and_resume(study, monkeypatch):
         assert set(pts[1]) == {"step", "mean_exact", *(f"exact@{k * QUICK.L}" for k in QUICK.curve_mults)}
     assert res["finetune"]["pi"]["curve"] == []
     # a second call finds every phase done: nothing is trained or evaluated again, same results
-    monkeypatch.setattr(rb, "train", lambda *a, **k: pytest.fail("trained again"))
-    monkeypatch.setattr(rb, "evaluate_grid", lambda *a, **k: pytest.fail("grid evaluated again"))
-    monkeypatch.setattr(rb, "curve_point", lambda *a, **k: pytest.fail("curve evaluated again"))
+    for mod in (retrieval_run, retrieval_base):  # pre-training (base) and fine-tuning (run)
+        monkeypatch.setattr(mod, "train", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(retrieval_run, "evaluate_grid", lambda *a, **k: pytest.fail("grid evaluated again"))
+    monkeypatch.setattr(retrieval_run, "curve_point", lambda *a, **k: pytest.fail("curve evaluated again"))
     again = rb.RetrievalRun(QUICK, root / "out", root / "work", progress=False, log=lambda *a: None).run_all()
     for k in ("base", "finetune", "grids", "curves", "verdicts"):
         assert again[k] == res[k], k
@@ -55,7 +58,8 @@ def test_phases_write_json_figures_report_and_resume(study, monkeypatch):
     (rdir / "grid_pi.json").unlink()
     monkeypatch.undo()
     rerun = rb.RetrievalRun(QUICK, root / "out", root / "work", progress=False, log=lambda *a: None)
-    monkeypatch.setattr(rb, "train", lambda *a, **k: pytest.fail("trained again"))
+    for mod in (retrieval_run, retrieval_base):
+        monkeypatch.setattr(mod, "train", lambda *a, **k: pytest.fail("trained again"))
     g = rerun.grid("PI")
     flat = lambda rows: [x for row in rows for x in row]  # noqa: E731
     assert g["accuracy"] == res["grids"]["PI"]["accuracy"]
@@ -114,7 +118,7 @@ def test_bad_profile_values_raise_with_the_valid_range(field, value, match):
 
 def test_cli_rejects_a_real_profile_for_retrieval(tmp_path):
     with pytest.raises(ValueError, match="--only retrieval needs --profile in"):
-        rb.run(type("A", (), dict(profile="real", steps=None, seed=0, out=str(tmp_path), work=str(tmp_path / "w"),
+        rb.reproduce(type("A", (), dict(profile="real", steps=None, seed=0, out=str(tmp_path), work=str(tmp_path / "w"),
                                   no_progress=True))())
 
 

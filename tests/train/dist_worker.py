@@ -64,7 +64,7 @@ def run_loop(out: Path, phase: str, ckpt: Path, crash: bool) -> None:
     log = []
 
     def record(outputs, input_ids, index, draw):  # extra_loss hook: sees every micro-batch's draw
-        log.append({"index": index, "g": draw.scale.tolist(), "t": draw.offset.tolist(),
+        log.append({"index": index, "g": draw.scale.tolist(), "t": draw.shift.tolist(),
                     "pos0": draw.position_ids[0, :4].tolist(), "tokens": input_ids[:, :3].tolist()})
         return None
 
@@ -95,13 +95,13 @@ def run_fsdp(out: Path) -> None:
         batch = d.get_batch(step)  # (2, R) global micro-batch
         draw = augment.sample_for_step(cfg.augment, cfg.seed, step, batch.shape[0], cfg.scheme, seq_len=batch.shape[1])
         ids = batch[rank : rank + 1]
-        draw.scale, draw.offset, draw.position_ids = draw.scale[rank:rank + 1], draw.offset[rank:rank + 1], draw.position_ids[rank:rank + 1]
+        draw.scale, draw.shift, draw.position_ids = draw.scale[rank:rank + 1], draw.shift[rank:rank + 1], draw.position_ids[rank:rank + 1]
         with hf.e2_context(m, draw, ids) as kw:
             loss = m(input_ids=ids, labels=ids, **kw).loss
             loss.backward()  # FSDP reduce-scatters the mean gradient over ranks
         opt.step()
         opt.zero_grad(set_to_none=True)
-        log.append({"index": step, "g": draw.scale.tolist(), "t": draw.offset.tolist()})
+        log.append({"index": step, "g": draw.scale.tolist(), "t": draw.shift.tolist()})
     full = {n: p.full_tensor() for n, p in m.named_parameters()}  # all-gather the shards
     _write(out / "fsdp", rank, log, [], full)
 

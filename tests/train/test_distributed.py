@@ -67,7 +67,7 @@ def test_a_same_draw_on_both_ranks_every_micro_batch(runs):
         assert a["tokens"] != b["tokens"]  # ... on different rows of the global batch
         step, micro = divmod(a["index"], cfg.grad_accum)
         d = augment.sample_for_step(cfg.augment, cfg.seed, step, 2, cfg.scheme)
-        assert a["g"] == [int(d.scale[0])] and a["t"] == [int(d.offset[0])]
+        assert a["g"] == [int(d.scale[0])] and a["t"] == [int(d.shift[0])]
     assert len({tuple(x["g"]) for x in r0["draws"]}) > 1  # the draws do change across steps
     assert [h["loss"] for h in r0["history"][:-1]] == [h["loss"] for h in r1["history"][:-1]]
 

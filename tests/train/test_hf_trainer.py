@@ -59,11 +59,11 @@ def test_trainer_with_worker_processes_follows_seed_and_step(tmp_path):
     # every micro-batch of step i used the draw of (seed, i): g in inv_freq, m + t in the position ids
     expect = [augment.sample_for_step(AUG, 7, i, 1, "e2") for i in range(10)]
     assert [(r["step"], r["micro"]) for r in cb.log] == [(i, k) for i in range(10) for k in range(2)]
-    assert [(r["g"][0], r["t"][0]) for r in cb.log] == [(int(d.scale[0]), int(d.offset[0])) for d in expect for _ in range(2)]
+    assert [(r["g"][0], r["t"][0]) for r in cb.log] == [(int(d.scale[0]), int(d.shift[0])) for d in expect for _ in range(2)]
     assert len(seen) == 20 and len({d.uniform_scale for d in expect}) > 1  # the test can tell steps apart
     for (ratio, pos), d in zip(seen, [d for d in expect for _ in range(2)]):
         assert ratio == pytest.approx(int(d.scale[0]), rel=1e-6)
-        assert torch.equal(pos, e2_position_ids(R, int(d.offset[0]), AUG.n_sink))
+        assert torch.equal(pos, e2_position_ids(R, int(d.shift[0]), AUG.n_sink))
     # the RoPE buffers are restored after training; the loss went down
     assert torch.equal(model.model.rotary_emb.inv_freq, _model().model.rotary_emb.inv_freq)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -272,7 +272,6 @@ def test_float_lora_does_not_import_bitsandbytes():
 
 def test_quantised_model_still_goes_through_peft_bitsandbytes(tiny_dir):
     """The guard steps aside for a 4-bit model: its LoRA layers are peft's bitsandbytes ones."""
-    m = modes.load_model(tiny_dir, _cpu("qlora"))
-    p = modes.apply_mode(m, _cpu("qlora"))
-    kinds = {type(x).__module__ for x in p.modules() if hasattr(x, "lora_A") and hasattr(x, "base_layer")}
+    m = modes.load_model(tiny_dir, _cpu("qlora"))  # loads in 4 bits and attaches the adapters
+    kinds = {type(x).__module__ for x in m.modules() if hasattr(x, "lora_A") and hasattr(x, "base_layer")}
     assert "peft.tuners.lora.bnb" in kinds

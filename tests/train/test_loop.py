@@ -60,7 +60,7 @@ def test_draws_are_a_function_of_seed_and_step():
     r = train(_model(), _data(), cfg, progress=False)
     expect = [augment.sample(cfg.augment, augment.step_generator(cfg.seed, i), 2, "e2") for i in range(5)]
     assert [h["g"] for h in r.history] == [int(d.scale[0]) for d in expect]
-    assert [h["t"] for h in r.history] == [int(d.offset[0]) for d in expect]
+    assert [h["t"] for h in r.history] == [int(d.shift[0]) for d in expect]
     r_none = train(_model(), _data(), _cfg(steps=3, scheme="none"), progress=False)
     assert {h["g"] for h in r_none.history} == {1}
 

@@ -1,8 +1,8 @@
 r"""``e2llm-lite pretrain``: rebuild the miniature's shipped base model from scratch, deterministically.
 
 The CPU miniature needs what the paper starts from: a model pre-trained at a short window ``L`` that
-*uses* its window and breaks past it. Recipe (chosen by probes on a 2-core CPU; each lever and what it did is in the "Levers tried" table of
-``figures/REPORT.md``, :data:`e2llm_lite.studies.miniature.report.LEVERS`):
+*uses* its window and breaks past it. Recipe (chosen by probes on a 2-core CPU; each lever and what it did is in
+the miniature's lab log, ``docs/miniature_lab_log.md``):
 
 1. corpus: the standard library's ``.py`` files, train split (:mod:`e2llm_lite.data`);
 2. tokenizer: a byte-level BPE of 2,048 tokens trained locally — ~3 characters per token, so a
@@ -18,114 +18,31 @@ The CPU miniature needs what the paper starts from: a model pre-trained at a sho
    ``e2llm_lite/assets/base/``, plus ``pretrain.json`` (recipe, losses, wall time, Python version).
 
 Every random choice is seeded (model init, window order), so the same command on the same Python and
-torch versions rebuilds the same base; ``--resume`` is automatic from the run folder's checkpoint.
+torch versions rebuilds the same base; ``--resume`` is automatic from the run folder's checkpoint. The pieces
+(:class:`~e2llm_lite.train.pretrain.BaseSpec`, whose defaults are this recipe, ``train_tokens``, ``save_base``)
+live in :mod:`e2llm_lite.train.pretrain`, shared with the retrieval study's base; the passkey rows of
+``n_passkey`` come from :func:`e2llm_lite.eval.retrieval.passkey_mix`.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from e2llm_lite import data as D
 from e2llm_lite.augment import AugmentConfig
-from e2llm_lite.models import load_base, tiny_model  # noqa: F401  (load_base re-exported)
+from e2llm_lite.eval.retrieval import passkey_mix
+from e2llm_lite.models import load_base  # noqa: F401  (re-exported: reads what save_base wrote)
 from e2llm_lite.train.loop import TrainConfig, train
+from e2llm_lite.train.pretrain import BaseSpec, save_base, train_tokens
 
-__all__ = ["BaseSpec", "pretrain", "load_base", "save_base", "train_tokens", "add_arguments", "run"]
-
-
-@dataclass
-class BaseSpec:
-    """The miniature's base model and its pre-training recipe."""
-
-    vocab_size: int = 2048  # BPE tokens (the lever that mattered most: report.LEVERS)
-    hidden_size: int = 128  # model width
-    num_layers: int = 4  # transformer blocks
-    num_heads: int = 4  # attention heads (head dim 32 -> 16 RoPE frequencies)
-    intermediate_size: int = 384  # SwiGLU width
-    base_window: int = 256  # L: the pre-training window
-    rope_theta: float = 10000.0  # RoPE base (Eq. 1)
-    steps: int = 1200  # optimizer steps (16 × 256 × 1200 ≈ 4.9 M tokens, about half an epoch)
-    batch_size: int = 16  # sequences of L tokens per step
-    lr: float = 2e-3  # peak learning rate (tiny models take large ones)
-    warmup_steps: int = 60  # linear warm-up
-    weight_decay: float = 0.1  # AdamW
-    seed: int = 0  # model init, window order
-    bpe_chars: int = 8_000_000  # characters of train text the BPE is trained on
-    n_passkey: int = 0  # rows per batch that are passkey samples (0: see module docstring)
-    passkey_weight: float = 1.0  # extra cross-entropy weight on the passkey answer tokens
-    filler_chars: int = 200_000  # haystack text for passkey samples (train split, digits removed)
-
-    def model(self):
-        return tiny_model(
-            "llama", seed=self.seed, vocab_size=self.vocab_size, hidden_size=self.hidden_size,
-            num_layers=self.num_layers, num_heads=self.num_heads, intermediate_size=self.intermediate_size,
-            base_window=self.base_window, rope_theta=self.rope_theta,
-        )
-
-
-def train_tokens(tokenizer, corpus: "D.Corpus", cache: str | os.PathLike | None = None, max_chars: int | None = None) -> torch.Tensor:
-    """The packed token stream of ``corpus`` (documents joined by end-of-text), cached as safetensors."""
-    from safetensors.torch import load_file, save_file
-
-    if cache is not None and Path(cache).is_file():
-        return load_file(str(cache))["tokens"]
-    docs, total = [], 0
-    for d in corpus.docs:
-        if max_chars is not None and total >= max_chars:
-            break
-        docs.append(d)
-        total += len(d)
-    parts = []
-    for ids in D.encode_docs(tokenizer, docs):
-        parts += [ids, torch.tensor([tokenizer.eos_id], dtype=torch.int64)]
-    stream = torch.cat(parts)
-    if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{cache}.tmp"
-        save_file({"tokens": stream}, tmp)
-        os.replace(tmp, cache)
-    return stream
-
-
-def passkey_mix(tok, corpus, stream, seq_len, batch_size, n_passkey, seed, filler_chars=200_000, every=1) -> "D.PasskeyMix":
-    """Packed LM windows of ``seq_len`` with ``n_passkey`` miniature passkey rows per ``every``-th batch."""
-    from e2llm_lite.eval.retrieval import passkey_batch
-
-    filler = D.filler_text(corpus, filler_chars)
-    windows = D.PackedWindows(stream, seq_len, batch_size, seed=seed)
-    sampler = lambda gen, n: passkey_batch(tok, filler, seq_len, n, gen, style="miniature")  # noqa: E731
-    return D.PasskeyMix(windows, sampler, n_passkey, seed=seed, every=every)
-
-
-def save_base(model, tokenizer, out: str | os.PathLike, meta: dict, dtype=torch.bfloat16) -> str:
-    """Write ``config.json``, ``model.safetensors`` (``dtype``), ``tokenizer.json``, ``pretrain.json`` atomically."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "config.json").write_text(model.config.to_json_string(), encoding="utf-8")
-    save_file({k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    tokenizer.save(tmp / "tokenizer.json")
-    (tmp / "pretrain.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
-    return str(out)
+__all__ = ["BaseSpec", "pretrain", "load_base", "add_arguments", "run"]
 
 
 def pretrain(spec: BaseSpec, run_dir: str | os.PathLike, out: str | os.PathLike | None = None, progress: bool = True,

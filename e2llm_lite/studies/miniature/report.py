@@ -1,7 +1,7 @@
-r"""Figures, claim verdicts and the generated ``REPORT.md`` of ``e2llm-lite reproduce``.
+r"""Claim verdicts and the generated ``REPORT.md`` of ``e2llm-lite reproduce``; the figures it shows are
+:mod:`e2llm_lite.studies.miniature.plots`'.
 
-Each plot helper returns ``(fig, ax)``, has a fixed size and writes a PNG atomically. :func:`claims`
-turns the measured numbers into a verdict per claim of the paper:
+:func:`claims` turns the measured numbers into a verdict per claim of the paper:
 
 (a) ``none`` blows up past L (Table 3, first row; we call a steady rise to ≥ 1.5× at 16·L a blow-up);
 (b) PI is fine up to its trained length g·L and worse past it;
@@ -9,16 +9,19 @@ turns the measured numbers into a verdict per claim of the paper:
     window (Table 3: E²-32K 2.99 → 2.46 from 4K to 32K);
 (d) the ablations order as in Tables 4–5 (full E² best; 4 sinks ≥ 2 > 0);
 (e) passkey retrieval at 8–16·L with E² ≥ 90 % exact where ``none`` fails (Fig. 6).
+
+:func:`family_ratios` and :func:`families_markdown` read the scale families' run (beyond the paper),
+:func:`discussion` writes the paragraphs that read the numbers, and :func:`write_report` puts it all into
+``REPORT.md``: every count, direction and verdict in it is computed from the run's results. The lab notes of how
+the miniature's recipe was found are a docs page, ``docs/miniature_lab_log.md``, which the report links.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-from e2llm_lite.atomic_files import atomic_write, save_fig, save_json
+from e2llm_lite.atomic_files import atomic_write
 
-__all__ = ["PAPER", "log_y", "save_grid", "plot_fig4", "plot_fig5", "plot_fig6", "claims", "write_report",
-           "FAMILY_NAMES", "family_ratios", "families_markdown", "plot_families"]
+__all__ = ["PAPER", "PAPER_RATIOS", "claims", "family_ratios", "families_markdown", "discussion", "write_report"]
 
 #: the paper's numbers we set ours beside (arXiv 2401.06951, Tables 3–5; 7B, proof-pile, stride 256)
 PAPER = {
@@ -38,120 +41,8 @@ PAPER = {
 }
 
 
-def _finish(fig, ax, path, title: str, legend_below: bool = False):
-    """Common end of the line plots: title, grid, legend (inside, or under the axes in two columns with
-    ``legend_below``: for keys too big to find an empty corner), save (and close) when ``path`` is given."""
-    import matplotlib.pyplot as plt
-
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if legend_below:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
-    else:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        save_fig(fig, path)
-        plt.close(fig)
-    return fig, ax
-
-
-def log_y(ax, label: str = "perplexity") -> None:
-    """Log y axis whose ticks read as plain numbers (30, 35, 40 …) instead of clipped "3.4×10¹" minor
-    labels, with a tick at or below the lowest point and one at or above the highest (every point inside the
-    labelled range; :func:`e2llm_lite.pictures.plain_log_axis`), and a y label; call ``fig.tight_layout()``
-    afterwards (the tick labels changed width)."""
-    from e2llm_lite.pictures import plain_log_axis
-
-    plain_log_axis(ax, "y")
-    ax.set_ylabel(label)
-
-
-def _k_label(n: int) -> str:
-    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
-
-
 def _fmt(v, digits=2) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
-
-
-def save_grid(grid, json_path, stem, title: str) -> None:
-    """``grid`` (:class:`e2llm_lite.eval.perplexity.PplGrid`) -> JSON at ``json_path``, ``stem.md`` and ``stem.png``."""
-    import matplotlib.pyplot as plt
-
-    save_json(grid.to_dict(), json_path)
-    stem = Path(stem)
-    md = f"### {title}\n\n" + grid.to_markdown() + "\n"
-    atomic_write(stem.with_suffix(".md"), md)
-    from e2llm_lite.pictures import distinguish_lines
-
-    fig, ax = grid.plot(None, title=title)
-    log_y(ax)
-    # one marker per row, lines that coincide drawn apart and named so ("≈") in the key, which sits under the
-    # axes: inside it hid lines (and Table 3's E² line sat unseen under P(g) ∝ 1/g's)
-    distinguish_lines(ax)
-    rows = -(-len(ax.get_legend_handles_labels()[1]) // 2)
-    fig.set_size_inches(8.0, 4.0 + 0.17 * rows)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
-    fig.tight_layout()
-    save_fig(fig, stem.with_suffix(".png"))
-    plt.close(fig)
-
-
-def plot_fig4(res: dict, path=None):
-    """Fig. 4 analogue: perplexity at L and 8·L (g = length/L) against E² fine-tuning steps."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k in res["keys"]:
-        pts = [(p["step"], p[k]) for p in res["points"] if k in p]
-        ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", label=k.replace("ppl@", "PPL at "))
-    from matplotlib.ticker import MaxNLocator
-
-    # matplotlib's default ticks, whole numbers only: steps (the quick profile's 0–2 read "0.25, 0.50 …")
-    ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
-    ax.set_xlabel("E² fine-tuning step")
-    ax.set_ylabel("perplexity (g = length / L)")
-    return _finish(fig, ax, path, "Fig. 4 in miniature: quality vs fine-tuning steps")
-
-
-def plot_fig5(res: dict, path=None):
-    """Fig. 5 analogue: E² perplexity vs length at fixed scales up to and past G_max."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for g, vals in res["ppl"].items():
-        seen = "seen" if int(g) <= res["g_max"] else "unseen"
-        ax.plot(res["lengths"], vals, marker="o", label=f"g = {g} ({seen})")
-    ax.plot(res["lengths"], res["auto"], marker="s", ls="--", color="k", label="g = length / L")
-    ax.set_xscale("log", base=2)
-    log_y(ax)
-    ax.set_xticks(res["lengths"], [_k_label(n) for n in res["lengths"]])  # "6K", "8K": no overlap at the right end
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("evaluation window (tokens)")
-    return _finish(fig, ax, path, f"Fig. 5 in miniature: scales past G_max = {res['g_max']}")
-
-
-def plot_fig6(grids: dict, path=None):
-    """Fig. 6 analogue: one exact-match heatmap (depth × length) per model."""
-    import matplotlib.pyplot as plt
-
-    from e2llm_lite.eval.retrieval import plot_heatmap
-
-    n = len(grids)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
-    for ax, (label, grid) in zip(axes[0], grids.items()):
-        plot_heatmap(grid, ax=ax, title=label)
-        for t in ax.texts:  # the cell numbers: legible when the row of panels is shown at page width
-            t.set_fontsize(9)
-        ax.set_xticks(range(len(grid["lengths"])), [_k_label(n) for n in grid["lengths"]])  # "1K", "2K": no overlap
-    fig.suptitle("Fig. 6 in miniature: passkey exact match", fontsize=12)
-    fig.tight_layout()
-    if path is not None:
-        save_fig(fig, path)
-        plt.close(fig)
-    return fig, axes
 
 
 # --- claims ------------------------------------------------------------------------------------
@@ -245,9 +136,6 @@ def claims(out: dict, profile, L: int) -> dict:
 
 # --- beyond the paper: scale families ---------------------------------------------------------
 
-#: how the miniature names each RoPE scale family (e2llm_lite.scaling) in row labels
-FAMILY_NAMES = {"linear": "PI", "ntk": "NTK", "yarn": "YaRN"}
-
 #: the paper's ratios against Llama-2 at 4K (2.92): E²-32K at 4K (g = 8) 2.99, at 32K 2.46 (Table 3)
 PAPER_RATIOS = {"short_cost": 2.99 / 2.92, "long_gain": 2.46 / 2.92}
 
@@ -287,37 +175,6 @@ def family_ratios(grid: dict, L: int, pi_scale: int, families, family_g: int) ->
             zero[name] = {"best_long": r[best] / ctrl, "best_long_length": best}
     out["zero_shot"] = zero
     return out
-
-
-def plot_families(res: dict, path=None):
-    """``table3_families.png``: E² per family (solid), zero-shot NTK / YaRN on the base (dashed), PI, and the
-    control's perplexity at L (grey line) — perplexity against evaluation length."""
-    import matplotlib.pyplot as plt
-
-    colors = {"linear": "#1f5fbf", "ntk": "#d95f02", "yarn": "#1b9e77"}
-    fig, ax = plt.subplots(figsize=(8.0, 5.0))
-    lengths = res["lengths"]
-    for name, vals in zip(res["rows"], res["ppl"]):
-        fam = next((f for f in colors if name.startswith(f"E²-{f} (g = length")), None)
-        zero = next((f for f, n in FAMILY_NAMES.items() if name.startswith(f"base + {n} zero-shot")), None)
-        if fam:
-            ax.plot(lengths, vals, marker="o", color=colors[fam], label=name)
-        elif zero:
-            ax.plot(lengths, vals, marker=".", ls="--", color=colors[zero], alpha=0.8, label=name)
-        elif name.startswith("PI"):
-            ax.plot(lengths, vals, marker="s", color="0.35", label=name)
-        elif name.startswith("none,"):  # the control (not its zero-shot rows)
-            ax.axhline(vals[0], color="0.6", lw=1, label=f"control at L ({vals[0]:.2f})")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths, [str(n) for n in lengths])
-    ax.set_xlabel("evaluation window (tokens)")
-    ax.set_ylabel("perplexity")
-    from e2llm_lite.pictures import distinguish_lines
-
-    # markers and dashes already say E² / zero-shot / PI: coinciding lines (E²-ntk and E²-yarn in the quick
-    # profile) get a pale wide first line and "≈" in the key
-    distinguish_lines(ax, markers=False, dashes=False)
-    return _finish(fig, ax, path, "E² over RoPE scale families (g = length / L)", legend_below=True)
 
 
 def _gain_words(ratio: float | None, gain: bool) -> str:
@@ -499,23 +356,6 @@ def _paper_t3() -> str:
     return "\n".join(lines)
 
 
-#: levers tried on the way to the miniature (probes on a shared 2-core CPU while the full profile was designed)
-LEVERS = """\
-| lever | what it did (measured) |
-|---|---|
-| BPE of 2K tokens instead of bytes (probe) | the base *uses* its window (its loss falls with the position inside the window) and blows up past it; with bytes, more context barely helped and E²'s long PPL never fell below its short PPL. Kept. |
-| L = 256 instead of 128 (probe) | more text per window; together with BPE the regime where long context pays. Kept. |
-| whole files as documents, held-out files scored on the same tokens at every length | every column of Table 3 scores the same tokens; only the context changes. Kept. |
-| passkey rows mixed into pre-training (2 of 8 rows, extra CE on the answer, 900 steps × 8 × 256) | **dropped**: 0 % exact even at L, and the LM stalled at PPL 146 @L (the answer loss competed with language modelling on a budget of 900 × 8 × 256 = 1.8 M tokens). The shipped base is a pure LM: 1,200 steps × 16 × 256 (4.9 M tokens). |
-| fine-tuning lr 5e-4 with one passkey row in eight (first full run) | **dropped**: every scheme got *worse* at L than the base it started from — the `none` control on an ordinary file and on a codec table, E² on the Fig. 4 files — and no retrieval was learnt. Final: lr 2e-4 (the end of pre-training's cosine), no passkey rows (`pk_frac = 0`; the quick profile keeps one row in eight to exercise the code path). |
-| evaluation files: first long held-out files in path order → sha256 order without `encodings/` | the alphabetical pick took 4 generated codec tables (perplexity about a tenth of an ordinary file's) and 3 ordinary files: the mean was dominated by file type, not context. Final: 8 files by path hash, codec tables excluded (names in `results/reproduce.json`). |
-| E² for 3× the fine-tuning steps (extra run `e2-x3`, continued from the `e2` checkpoint) | measured in this run: the "Levers" table; the strongest lever — long-context PPL keeps falling with steps (Fig. 4). |
-| probe: teach the shipped base passkey retrieval at L first (4 of 8 rows passkey, answer CE weight 1, lr 1e-3) | 0 % exact at L (20 samples) after 200, 400 and 600 steps (600 steps × 4 passkey rows = 2,400 samples, ~4 min): no copy circuit at L to extend, so claim (e) could not be tested further on this budget. |
-| P(g) ∝ 1/g instead of uniform (extra run `e2-harmonic`) | measured in the same run: Table 3 row "E², P(g) ∝ 1/g" and the Discussion. |
-| threads: 1 instead of 2 for evaluation while other jobs load the 2 cores | 5× faster wall time under load (one forward pass of small matrices waits on the slower thread); 2 threads are faster on an idle machine (`--threads`). |
-"""
-
-
 def write_report(out: dict, summary: dict, path) -> str:
     """``REPORT.md``: setup, our tables beside the paper's, figures, claim verdicts, levers, wall times."""
     p = summary["profile"]
@@ -622,7 +462,9 @@ def write_report(out: dict, summary: dict, path) -> str:
     lines += [
         "## Levers tried",
         "",
-        LEVERS,
+        "The levers tried on the way to this miniature, while the full profile was designed, and what each did: "
+        "the lab log `docs/miniature_lab_log.md`.",
+        "",
         "## Wall time per phase (seconds, this machine)",
         "",
         "| phase | s |",

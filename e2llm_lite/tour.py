@@ -1,4 +1,5 @@
-"""``e2llm-lite demo``: a short tour that checks the E² hook against transformers' own RoPE code.
+"""A 20-second tour behind ``e2llm-lite demo``: E² draws for the paper's setting, and the E² hook checked against
+transformers' own RoPE code (a parity check).
 
 For tiny random Llama, Mistral and Qwen2 models it compares, at a drawn (g, t):
 
@@ -55,7 +56,7 @@ def hook_parity(arch: str, g: int = 5, seed: int = 0, base_window: int = 64, n_s
     return {
         "arch": arch,
         "g": g,
-        "t": draw.offset.tolist(),
+        "t": draw.shift.tolist(),
         "hook_vs_float_positions": (hooked - ref_float).abs().max().item(),
         "hook_vs_hf_linear": (hooked - ref_linear).abs().max().item(),
         "save_reload_vs_hook": (scaled - ref_reload).abs().max().item(),
@@ -86,7 +87,7 @@ def run(args) -> int:
         d = sample(cfg, gen)
         pos = d.position_ids[0]
         print(
-            f"  iteration {i}: g = {d.uniform_scale:2d}  t = {int(d.offset[0]):5d}  "
+            f"  iteration {i}: g = {d.uniform_scale:2d}  t = {int(d.shift[0]):5d}  "
             f"position ids {pos[:6].tolist()} … {int(pos[-1])}  scaled max {float(d.scaled_positions.max()):.2f} < 4096"
         )
     print(f"\nHook parity at g = {args.g} (max |Δlogit|, tiny random models):")
