@@ -13,13 +13,13 @@ import os
 from pathlib import Path
 
 from e2llm_lite.atomic_files import atomic_write
+from e2llm_lite.scaling import get_family
 from e2llm_lite.studies.real_model.plots import plot_before_after, plot_curve
 
 __all__ = ["write_report"]
 
 
 _NAMES = {"base": "base (zero-shot g)", "pi": "PI (g = 4)", "e2": "E²"}
-_FAM = {"yarn": "YaRN", "ntk": "NTK"}
 
 
 def _name(k: str) -> str:
@@ -27,7 +27,8 @@ def _name(k: str) -> str:
     if k in _NAMES:
         return _NAMES[k]
     head, fam = k.split("-", 1)
-    return f"base + {_FAM.get(fam, fam)} (zero-shot g)" if head == "base" else f"E²-{_FAM.get(fam, fam)}"
+    label = get_family(fam).label  # the family's own display name (e2llm_lite.scaling)
+    return f"base + {label} (zero-shot g)" if head == "base" else f"E²-{label}"
 
 
 def _fmt(x, d=1):
@@ -128,7 +129,7 @@ def write_report(res: dict, fig_dir: str | os.PathLike) -> str:
         zs = models.get("base-" + k.split("-", 1)[1])
         if zs:
             lines.append(
-                f"The training-free peer, the base with {_FAM.get(k.split('-', 1)[1], k)} applied zero-shot: PPL "
+                f"The training-free peer, the base with {get_family(k.split('-', 1)[1]).label} applied zero-shot: PPL "
                 + "; ".join(f"g = {g}: {_fmt(zs['ppl'][L2][g], 2)}" for g in gs)
                 + "; passkey " + ", ".join(f"g = {g}: {pk(zs, g)}/{n_pk}" for g in pk_gs) + ".")
         lines.append("")
