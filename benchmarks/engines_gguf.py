@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import math
 import platform
 import subprocess
 import sys

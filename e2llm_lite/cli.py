@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = extra_for(e.name)
                 if extra is None:
                     raise
-                return _fail(name, _missing(e.name, extra))
+                return _fail(name, missing_message(e.name, extra))
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     args = parser.parse_args(argv)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = extra_for(e.name)
         if extra is None or debug:
             raise
-        return _fail(args.command, _missing(e.name, extra))
+        return _fail(args.command, missing_message(e.name, extra))
     except USER_ERRORS as e:
         if debug:
             raise
@@ -127,10 +127,6 @@ def main(argv: list[str] | None = None) -> int:
                      f"{e.strerror or 'no such file or folder'}: {e.filename}")
     except KeyboardInterrupt:
         return _fail(args.command, "interrupted (a re-run of the same command resumes where it stopped)", 130)
-
-
-def _missing(module: str, extra: str) -> str:
-    return missing_message(module, extra)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,15 @@ def describe(value) -> str:
     return f"{name} {value!r}"
 
 
-def _range(lo: int | None, hi: int | None) -> str:
+def _range(lo, hi, lo_open: bool = False, hi_open: bool = False, fmt=str) -> str:
+    """``"in [lo, hi]"``, ``">= lo"``, ``"<= hi"`` or ``""`` (``lo_open`` / ``hi_open``: the bound is excluded:
+    ``(`` / ``>``); ``fmt`` writes a bound."""
     if lo is not None and hi is not None:
-        return f"in [{lo}, {hi}]"
+        return f"in {'(' if lo_open else '['}{fmt(lo)}, {fmt(hi)}{')' if hi_open else ']'}"
     if lo is not None:
-        return f">= {lo}"
+        return f"{'>' if lo_open else '>='} {fmt(lo)}"
     if hi is not None:
-        return f"<= {hi}"
+        return f"{'<' if hi_open else '<='} {fmt(hi)}"
     return ""
 
 
@@ -117,23 +119,13 @@ def int_arg(flag: str, lo: int | None = None, hi: int | None = None, note: str =
     return parse
 
 
-def _float_range(lo, hi, lo_open: bool, hi_open: bool) -> str:
-    if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
-    if hi is not None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
-    return ""
-
-
 def float_arg(flag: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
               hi_open: bool = False):
     """A finite number in the range (``lo_open`` / ``hi_open``: the bound itself is excluded), e.g.
     ``float_arg("--lr", 0, lo_open=True)`` (> 0) or ``float_arg("--utilization", 0, 1, lo_open=True)`` (in (0, 1])."""
     import math
 
-    rng = _float_range(lo, hi, lo_open, hi_open)
+    rng = _range(lo, hi, lo_open, hi_open, fmt=lambda x: f"{x:g}")
 
     def parse(text: str) -> float:
         try:

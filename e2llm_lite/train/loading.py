@@ -405,9 +405,9 @@ def export(
     else:
         merged = model
     merged_dir = out / f"merged-g{g}"
+    merged_dir.mkdir(parents=True, exist_ok=True)
+    _save_tokenizer(tokenizer, merged_dir)  # first: save_for_scale's engine keys raise its model_max_length
     hf.save_for_scale(merged, merged_dir, g, family=family, base_window=base_window)
-    _save_tokenizer(tokenizer, merged_dir)
-    hf.add_engine_keys(merged_dir)  # again: the tokenizer's model_max_length is one of them
     for p in merged.parameters():
         p.requires_grad_(False)
     return {"adapter": adapter, "merged": str(merged_dir), "model": merged.eval(), "g": g, "family": family}

